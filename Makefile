@@ -1,0 +1,42 @@
+# Every target that runs code first runs `install`, which creates or refreshes .venv.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install run test lint typecheck format bench-serve bench-train clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[service,trainer,embedded,dev]"
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/veto up $(ARGS)
+
+test: install lint typecheck
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: install
+	$(BIN)/ruff format --check veto service trainer tests bench
+	$(BIN)/ruff check veto service trainer tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format veto service trainer tests bench
+	$(BIN)/ruff check --fix veto service trainer tests bench
+
+bench-serve: install
+	$(BIN)/python -m bench.serve $(ARGS)
+
+bench-train: install
+	$(BIN)/python -m bench.train $(ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,309 @@
+"""Model versions on disk: the contract between the trainer (writes) and the service (reads).
+
+One directory per version under the artifacts root, ``v00000042/``:
+
+    manifest.json         Manifest below; sha256 of every other file
+    item_ids.json         ["id", ...]             row i of every item array is item_ids[i]
+    item_categories.json  ["cat" | null, ...]     for the category filter and responsiveness
+    item_vectors.npy      float32 (N, D), unit rows, np.load(mmap_mode="r")
+    index.faiss           inner-product index over item_vectors: flat, or IVF above a size
+    encoder.npz           veto.encoder.UserEncoder arrays
+    user_ids.json         ids of the rows of the encoder's user_emb
+    popular.json          item ids, most liked first: the fallback for unknown users
+    checkpoint.pt         the trainer's checkpoint (optional; only the trainer reads it)
+
+A version is written under a temporary name in the same root and renamed into place, so a
+reader sees either no directory or a complete one. It is immutable afterwards. Making it
+current is a separate step (``veto.registry``); the service refuses a version whose files do
+not match the manifest, and keeps serving the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from veto.encoder import UserEncoder
+from veto.errors import ArtifactError
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+ITEM_IDS = "item_ids.json"
+ITEM_CATEGORIES = "item_categories.json"
+ITEM_VECTORS = "item_vectors.npy"
+INDEX = "index.faiss"
+ENCODER = "encoder.npz"
+USER_IDS = "user_ids.json"
+POPULAR = "popular.json"
+CHECKPOINT = "checkpoint.pt"
+SERVING_FILES = (ITEM_IDS, ITEM_CATEGORIES, ITEM_VECTORS, INDEX, ENCODER, USER_IDS, POPULAR)
+_VERSION_DIR = re.compile(r"^v(\d{8})$")
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The newest feedback a version was trained on: per-partition stream ids and the
+    ingest time (server clock, seconds) of the newest event; None before any feedback."""
+
+    ingest_time: float | None = None
+    stream_ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: int
+    parent: int | None
+    created_at: float
+    dim: int
+    n_items: int
+    index_type: str  # "flat" | "ivf"
+    nprobe: int
+    history_len: int
+    files: dict[str, str]  # name -> sha256
+    loss: dict[str, Any]
+    watermark: Watermark
+    format: int = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        raw = json.loads(text)
+        if raw.get("format") != FORMAT:
+            raise ArtifactError(f"unsupported manifest format {raw.get('format')!r}")
+        raw["watermark"] = Watermark(**raw["watermark"])
+        return cls(**raw)
+
+
+def version_dir(root: Path, version: int) -> Path:
+    return root / f"v{version:08d}"
+
+
+def list_versions(root: Path) -> list[int]:
+    """Complete versions under ``root``, oldest first (temporary dirs are not versions)."""
+    if not root.is_dir():
+        return []
+    found = (_VERSION_DIR.match(p.name) for p in root.iterdir() if p.is_dir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_index(vectors: np.ndarray, *, flat_max_items: int, nprobe: int) -> tuple[Any, str]:
+    """An inner-product index over unit vectors (N, D): exact below ``flat_max_items``,
+    IVF with ~4·sqrt(N) lists above (trained on a sample of at most 64 per list)."""
+    n, dim = vectors.shape
+    if n <= flat_max_items:
+        index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+        return index, "flat"
+    nlist = max(1, int(4 * math.sqrt(n)))
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(0)
+    sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
+    ivf.train(sample)
+    ivf.add(vectors)
+    ivf.nprobe = nprobe
+    return ivf, "ivf"
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_version(
+    root: Path,
+    *,
+    version: int,
+    parent: int | None,
+    item_ids: Sequence[str],
+    categories: Sequence[str | None],
+    vectors: np.ndarray,
+    encoder: UserEncoder,
+    popular: Sequence[str],
+    loss: Mapping[str, Any],
+    watermark: Watermark,
+    flat_max_items: int = 200_000,
+    nprobe: int = 32,
+    extra_files: Mapping[str, Callable[[Path], None]] | None = None,
+) -> Path:
+    """Write a complete version directory atomically and return its path.
+
+    ``vectors`` (N, D) are normalised here. ``extra_files`` maps a file name (such as
+    ``checkpoint.pt``) to a function that writes it; it is checksummed like the rest.
+    Raises ArtifactError if the version already exists or the inputs disagree.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    if len(item_ids) != n or len(categories) != n:
+        raise ArtifactError("item_ids, categories and vectors must have the same length")
+    if len(set(item_ids)) != n:
+        raise ArtifactError("item ids must be unique")
+    if encoder.dim != dim:
+        raise ArtifactError(f"encoder dim {encoder.dim} != item dim {dim}")
+    final = version_dir(root, version)
+    if final.exists():
+        raise ArtifactError(f"version {version} already exists at {final}")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-v{version:08d}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        np.save(tmp / ITEM_VECTORS, vectors)
+        index, index_type = build_index(vectors, flat_max_items=flat_max_items, nprobe=nprobe)
+        faiss.write_index(index, str(tmp / INDEX))
+        _write_json(tmp / ITEM_IDS, list(item_ids))
+        _write_json(tmp / ITEM_CATEGORIES, list(categories))
+        _write_json(tmp / USER_IDS, sorted(encoder.user_index, key=encoder.user_index.__getitem__))
+        _write_json(tmp / POPULAR, list(popular))
+        encoder.save(tmp / ENCODER)
+        for name, write in (extra_files or {}).items():
+            write(tmp / name)
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        manifest = Manifest(
+            version=version,
+            parent=parent,
+            created_at=time.time(),
+            dim=dim,
+            n_items=n,
+            index_type=index_type,
+            nprobe=nprobe,
+            history_len=encoder.history_len,
+            files=files,
+            loss=dict(loss),
+            watermark=watermark,
+        )
+        (tmp / MANIFEST).write_text(manifest.to_json())
+        for p in tmp.iterdir():
+            with p.open("rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_manifest(path: Path) -> Manifest:
+    """The manifest of a version directory; ArtifactError if missing or malformed."""
+    try:
+        return Manifest.from_json((path / MANIFEST).read_text())
+    except ArtifactError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ArtifactError(f"cannot read manifest of {path}: {exc}") from exc
+
+
+def verify_files(path: Path, manifest: Manifest, names: Sequence[str]) -> None:
+    """Check the sha256 of ``names`` against the manifest; ArtifactError on any mismatch."""
+    for name in names:
+        expected = manifest.files.get(name)
+        if expected is None:
+            raise ArtifactError(f"{path}: manifest lists no {name}")
+        try:
+            actual = sha256_file(path / name)
+        except OSError as exc:
+            raise ArtifactError(f"{path}: cannot read {name}: {exc}") from exc
+        if actual != expected:
+            raise ArtifactError(f"{path}: {name} does not match its sha256 in the manifest")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """Everything the service needs from one version, loaded and validated. Immutable:
+    a request takes one reference and uses it throughout."""
+
+    path: Path
+    manifest: Manifest
+    item_ids: list[str]
+    item_index: dict[str, int]
+    categories: list[str | None]
+    vectors: np.ndarray  # (N, D) float32, memory-mapped
+    index: Any  # faiss.Index
+    encoder: UserEncoder
+    popular: list[str]
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+
+def load_version(path: Path, *, verify: bool = True) -> ModelVersion:
+    """Load a version for serving, checking every serving file against the manifest and the
+    arrays against each other. Raises ArtifactError on anything inconsistent."""
+    manifest = read_manifest(path)
+    if verify:
+        verify_files(path, manifest, SERVING_FILES)
+    try:
+        item_ids: list[str] = json.loads((path / ITEM_IDS).read_text())
+        categories: list[str | None] = json.loads((path / ITEM_CATEGORIES).read_text())
+        user_ids: list[str] = json.loads((path / USER_IDS).read_text())
+        popular: list[str] = json.loads((path / POPULAR).read_text())
+        vectors = np.load(path / ITEM_VECTORS, mmap_mode="r")
+        index = faiss.read_index(str(path / INDEX))
+        encoder = UserEncoder.load(path / ENCODER, user_ids)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ArtifactError(f"cannot load {path}: {exc}") from exc
+    n, dim = manifest.n_items, manifest.dim
+    if vectors.shape != (n, dim) or vectors.dtype != np.float32:
+        raise ArtifactError(f"{path}: item vectors {vectors.shape} do not match the manifest")
+    if len(item_ids) != n or len(categories) != n or index.ntotal != n or index.d != dim:
+        raise ArtifactError(f"{path}: item ids, categories or index do not match the manifest")
+    if encoder.dim != dim:
+        raise ArtifactError(f"{path}: encoder dim {encoder.dim} != {dim}")
+    if manifest.index_type == "ivf":
+        faiss.extract_index_ivf(index).nprobe = manifest.nprobe
+    item_index = {item: i for i, item in enumerate(item_ids)}
+    return ModelVersion(
+        path=path,
+        manifest=manifest,
+        item_ids=item_ids,
+        item_index=item_index,
+        categories=categories,
+        vectors=vectors,
+        index=index,
+        encoder=encoder,
+        popular=[p for p in popular if p in item_index],
+    )
+
+
+def prune(root: Path, *, keep: int, protect: set[int] | None = None) -> list[int]:
+    """Delete all but the newest ``keep`` versions (never those in ``protect``, such as the
+    current one). Returns the versions removed."""
+    versions = list_versions(root)
+    doomed = [v for v in versions[: max(0, len(versions) - keep)] if v not in (protect or set())]
+    for v in doomed:
+        shutil.rmtree(version_dir(root, v), ignore_errors=True)
+    return doomed

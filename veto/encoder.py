@@ -1,0 +1,131 @@
+"""The user encoder in NumPy: what the service runs per request, no torch.
+
+Legend: L history length, D dim, T event types, U known users, N items.
+
+For a history of events j = 0 (newest) .. L'-1 with item vectors v_j (unit norm) and types t_j:
+
+    x_j = gate[t_j] ⊙ v_j + bias[t_j]                       (D,)  dislike as an input feature
+    a   = softmax_j(pos_logits[j] + type_logits[t_j])         (L',) attention over the history
+    u   = W · Σ_j a_j x_j + b (+ user_emb[user] if known)     (D,)
+    s   = u / ‖u‖                                              the user state, scored by cosine
+
+``trainer.model`` computes exactly this in torch; a parity test pins the two together.
+An empty history gives ``b`` (+ the user's own embedding): the model's prior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+ARRAY_NAMES = ("gate", "bias", "pos_logits", "type_logits", "proj_w", "proj_b", "user_emb")
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class UserEncoder:
+    """Immutable encoder arrays; ``user_index`` maps known user ids to rows of ``user_emb``."""
+
+    gate: F32  # (T, D)
+    bias: F32  # (T, D)
+    pos_logits: F32  # (L,)
+    type_logits: F32  # (T,)
+    proj_w: F32  # (D, D), applied as W @ h
+    proj_b: F32  # (D,)
+    user_emb: F32  # (U, D), U may be 0
+    user_index: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def history_len(self) -> int:
+        return int(self.pos_logits.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.proj_b.shape[0])
+
+    def encode_batch(
+        self,
+        item_vectors: F32,
+        items: I64,
+        types: I64,
+        user_rows: I64 | None = None,
+    ) -> F32:
+        """User states for a batch.
+
+        item_vectors (N, D) unit rows; items (B, L) item rows, -1 = padding; types (B, L);
+        user_rows (B,) row in user_emb or -1. Returns (B, D) unit rows.
+        """
+        b, length = items.shape
+        length = min(length, self.history_len)
+        items, types = items[:, :length], types[:, :length]
+        valid = items >= 0  # (B, L)
+        safe_items = np.where(valid, items, 0)
+        safe_types = np.where(valid, types, 0)
+        v = item_vectors[safe_items.reshape(-1)].reshape(b, length, -1)  # (B, L, D)
+        x = self.gate[safe_types] * v + self.bias[safe_types]  # (B, L, D)
+        logits = self.pos_logits[:length][None, :] + self.type_logits[safe_types]  # (B, L)
+        logits = np.where(valid, logits, -np.inf)
+        peak = np.max(logits, axis=1, keepdims=True)
+        peak = np.where(np.isfinite(peak), peak, 0.0)
+        weights = np.where(valid, np.exp(logits - peak), 0.0)  # (B, L)
+        total = weights.sum(axis=1, keepdims=True)
+        weights = weights / np.where(total > 0, total, 1.0)
+        h = np.einsum("bl,bld->bd", weights, x)  # (B, D)
+        u = h @ self.proj_w.T + self.proj_b  # (B, D)
+        if user_rows is not None and self.user_emb.shape[0] > 0:
+            known = user_rows >= 0
+            u = u + np.where(known[:, None], self.user_emb[np.where(known, user_rows, 0)], 0.0)
+        norm = np.linalg.norm(u, axis=1, keepdims=True)
+        out: F32 = (u / np.maximum(norm, _EPS)).astype(np.float32)
+        return out
+
+    def encode(
+        self, item_vectors: F32, items: list[int], types: list[int], user_id: str | None = None
+    ) -> F32:
+        """One user state (D,) from a history newest first (item rows and type codes)."""
+        row = self.user_index.get(user_id, -1) if user_id is not None else -1
+        n = max(len(items), 1)
+        item_arr = np.full((1, n), -1, dtype=np.int64)
+        type_arr = np.zeros((1, n), dtype=np.int64)
+        item_arr[0, : len(items)] = items
+        type_arr[0, : len(types)] = types
+        batch = self.encode_batch(item_vectors, item_arr, type_arr, np.array([row], dtype=np.int64))
+        out: F32 = batch[0]
+        return out
+
+    def save(self, path: Path) -> None:
+        """Write the arrays as one .npz (user ids go in the artifact's user_ids.json)."""
+        with path.open("wb") as fh:
+            np.savez(fh, **{name: getattr(self, name) for name in ARRAY_NAMES})
+
+    @classmethod
+    def load(cls, path: Path, user_ids: list[str]) -> UserEncoder:
+        with np.load(path) as data:
+            arrays = {
+                name: np.ascontiguousarray(data[name], dtype=np.float32) for name in ARRAY_NAMES
+            }
+        if arrays["user_emb"].shape[0] != len(user_ids):
+            raise ValueError("user_emb rows do not match user_ids")
+        return cls(**arrays, user_index={u: i for i, u in enumerate(user_ids)})
+
+    @classmethod
+    def initial(cls, *, dim: int, history_len: int, n_types: int, seed: int = 0) -> UserEncoder:
+        """An untrained encoder: mean of liked items minus disliked ones, nearly identity."""
+        rng = np.random.default_rng(seed)
+        gate = np.ones((n_types, dim), dtype=np.float32)
+        gate[1] = -1.0  # EventType.DISLIKE pushes away from the item from the start
+        return cls(
+            gate=gate,
+            bias=np.zeros((n_types, dim), dtype=np.float32),
+            pos_logits=np.zeros(history_len, dtype=np.float32),
+            type_logits=np.zeros(n_types, dtype=np.float32),
+            proj_w=(np.eye(dim) + 0.01 * rng.standard_normal((dim, dim))).astype(np.float32),
+            proj_b=(0.01 * rng.standard_normal(dim)).astype(np.float32),
+            user_emb=np.zeros((0, dim), dtype=np.float32),
+        )

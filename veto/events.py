@@ -1,0 +1,82 @@
+"""The feedback event, as clients send it, as the service logs it and as the trainer reads it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class EventType(enum.IntEnum):
+    """Feedback types. The integer is the row of the encoder's type tables: never reorder."""
+
+    LIKE = 0
+    DISLIKE = 1
+    CLICK = 2
+    SKIP = 3
+
+    @classmethod
+    def parse(cls, name: str) -> EventType:
+        return cls[name.upper()]
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+N_EVENT_TYPES = len(EventType)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEvent:
+    """One piece of feedback.
+
+    ``timestamp`` is when it happened (client clock, seconds); ``ingest_time`` is when the
+    service accepted it (server clock, seconds) and drives the feedback-to-model lag.
+    """
+
+    event_id: str
+    user_id: str
+    item_id: str
+    type: EventType
+    timestamp: float
+    ingest_time: float
+
+    def to_fields(self) -> dict[str, str]:
+        """Flat string fields for a Redis stream entry."""
+        return {
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "type": self.type.label,
+            "ts": repr(self.timestamp),
+            "ingest": repr(self.ingest_time),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> FeedbackEvent:
+        """Inverse of ``to_fields``."""
+        return cls(
+            event_id=fields["event_id"],
+            user_id=fields["user_id"],
+            item_id=fields["item_id"],
+            type=EventType.parse(fields["type"]),
+            timestamp=float(fields["ts"]),
+            ingest_time=float(fields["ingest"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One event of a user's recent history, as kept in Redis (newest first)."""
+
+    item_id: str
+    type: EventType
+    timestamp: float
+
+    def encode(self) -> str:
+        return f"{int(self.type)}|{self.item_id}|{self.timestamp!r}"
+
+    @classmethod
+    def decode(cls, raw: str) -> HistoryEntry:
+        type_code, item_id, ts = raw.split("|", 2)
+        return cls(item_id=item_id, type=EventType(int(type_code)), timestamp=float(ts))

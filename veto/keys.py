@@ -1,0 +1,66 @@
+"""Every Redis key and channel Veto uses, in one place.
+
+A user's keys carry the hash tag of the feedback-stream partition the user belongs to,
+``{p<N>}``, so a user's history, sets, dedupe keys and the stream entry of their event all
+live in one Redis Cluster slot and one user's write is a single Lua transaction.
+
+    veto:{p3}:feedback            stream    feedback log partition 3 (trainer consumer group)
+    veto:{p3}:u:<user>:hist       list      recent history, newest first, HistoryEntry.encode()
+    veto:{p3}:u:<user>:disliked   set       items the user disliked (never served to them)
+    veto:{p3}:u:<user>:liked      set       items the user liked (hidden unless include_seen)
+    veto:{p3}:u:<user>:ev:<id>    string    dedupe marker of an event id, with a TTL
+    veto:{p3}:pop:<yyyymmdd>      zset      likes per item that day, in this partition
+    veto:model:current            string    the current model version (an integer)
+    veto:model:notify             channel   published to after the pointer changes
+"""
+
+from __future__ import annotations
+
+import zlib
+
+PREFIX = "veto"
+MODEL_POINTER = f"{PREFIX}:model:current"
+MODEL_CHANNEL = f"{PREFIX}:model:notify"
+CONSUMER_GROUP = "trainer"
+
+
+def partition_of(user_id: str, partitions: int) -> int:
+    """The stream partition (and hash tag) of a user: stable across processes and runs."""
+    return zlib.crc32(user_id.encode()) % partitions
+
+
+def _tag(partition: int) -> str:
+    return f"{PREFIX}:{{p{partition}}}"
+
+
+def stream(partition: int) -> str:
+    return f"{_tag(partition)}:feedback"
+
+
+def streams(partitions: int) -> list[str]:
+    return [stream(p) for p in range(partitions)]
+
+
+def popular(partition: int, day: str) -> str:
+    return f"{_tag(partition)}:pop:{day}"
+
+
+class UserKeys:
+    """The keys of one user, all in that user's partition slot."""
+
+    __slots__ = ("disliked", "history", "liked", "partition", "user_id")
+
+    def __init__(self, user_id: str, partitions: int) -> None:
+        self.user_id = user_id
+        self.partition = partition_of(user_id, partitions)
+        base = f"{_tag(self.partition)}:u:{user_id}"
+        self.history = f"{base}:hist"
+        self.disliked = f"{base}:disliked"
+        self.liked = f"{base}:liked"
+
+    def dedupe(self, event_id: str) -> str:
+        return f"{_tag(self.partition)}:u:{self.user_id}:ev:{event_id}"
+
+    @property
+    def stream(self) -> str:
+        return stream(self.partition)

@@ -1,0 +1,33 @@
+"""The model-version pointer in Redis: which version is current, and the notice of a change.
+
+Publishing sets ``veto:model:current`` and then publishes the version on
+``veto:model:notify``; services also poll the pointer, so a lost notice only delays a swap.
+Rollback is publishing an older version.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from veto import keys
+from veto.errors import NoModelVersion, StoreUnavailable
+
+
+def publish(client: redis.Redis, version: int) -> None:
+    """Make ``version`` current and tell the services."""
+    try:
+        client.set(keys.MODEL_POINTER, str(version))
+        client.publish(keys.MODEL_CHANNEL, str(version))
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"cannot publish version {version}: {exc}") from exc
+
+
+def current(client: redis.Redis) -> int:
+    """The current version; NoModelVersion if none was published."""
+    try:
+        raw = client.get(keys.MODEL_POINTER)
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"cannot read the model pointer: {exc}") from exc
+    if raw is None:
+        raise NoModelVersion("no model version has been published")
+    return int(raw)
