@@ -8,7 +8,7 @@ live in one Redis Cluster slot and one user's write is a single Lua transaction.
     veto:{p3}:u:<user>:hist       list      recent history, newest first, HistoryEntry.encode()
     veto:{p3}:u:<user>:disliked   set       items the user disliked (never served to them)
     veto:{p3}:u:<user>:liked      set       items the user liked (hidden unless include_seen)
-    veto:{p3}:u:<user>:ev:<id>    string    dedupe marker of an event id, with a TTL
+    veto:{p3}:u:<user>|ev|<id>    string    dedupe marker of an event id, with a TTL
     veto:{p3}:pop:<yyyymmdd>      zset      likes per item that day, in this partition
     veto:model:current            string    the current model version (an integer)
     veto:model:notify             channel   published to after the pointer changes
@@ -59,7 +59,9 @@ class UserKeys:
         self.liked = f"{base}:liked"
 
     def dedupe(self, event_id: str) -> str:
-        return f"{_tag(self.partition)}:u:{self.user_id}:ev:{event_id}"
+        # "|" cannot occur in an id (veto.ids), so no (user, event id) pair can produce
+        # another user's dedupe key or history/set key, as ":" (allowed in ids) could.
+        return f"{_tag(self.partition)}:u:{self.user_id}|ev|{event_id}"
 
     @property
     def stream(self) -> str:

@@ -83,8 +83,14 @@ class RedisServer:
                     err = self.process.stderr.read().decode() if self.process.stderr else ""
                     raise ConfigError(f"redis-server exited at start: {err.strip()}")
                 try:
-                    if client.ping():
+                    # Another server already on this port would answer PING too: only
+                    # our own process id counts as started.
+                    if int(client.info("server")["process_id"]) == self.process.pid:
                         return self
+                    self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired as exc:
+                    self.stop()
+                    raise ConfigError(f"port {self.port} is taken by another server") from exc
                 except redis.RedisError as exc:
                     if time.monotonic() > deadline:
                         self.stop()
