@@ -1,0 +1,222 @@
+"""The evaluation report: ``results.json``, ``report.md`` and PNG plots, written all at once.
+
+``results.json`` layout::
+
+    {"<objective>": {"recall@20": {"mean", "std", "values": [per seed]}, ...},
+     "responsiveness": {"<variant>": {"objective", "relative_change", ...}},
+     "config": {...the run: dataset, split, seeds, train config...},
+     "summary": {"dislike@20_change", "recall@20_change"}  # last objective vs first}
+
+NaN (a metric with nothing to count) is written as null so any JSON parser reads the file.
+Files are first written to a staging directory beside ``--out`` and moved in only when all
+of them exist: a failing run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LossHistory = Sequence[Mapping[str, float]]
+RESERVED_KEYS = ("responsiveness", "config", "summary")
+FILES = ("results.json", "report.md", "metrics.png", "loss.png", "responsiveness.png")
+
+
+def summarize(per_seed: Sequence[Mapping[str, float]]) -> dict[str, dict[str, Any]]:
+    """Metric → mean, std (sample, 0 for one seed) and the per-seed values."""
+    if not per_seed:
+        raise ValueError("no seed results to summarise")
+    out: dict[str, dict[str, Any]] = {}
+    for name in per_seed[0]:
+        values = np.array([run[name] for run in per_seed], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        mean = float(finite.mean()) if finite.size else math.nan
+        std = float(finite.std(ddof=1)) if finite.size > 1 else (0.0 if finite.size else math.nan)
+        out[name] = {"mean": mean, "std": std, "values": [float(v) for v in values]}
+    return out
+
+
+def relative_change(new: float, base: float) -> float:
+    """(new − base) / base; NaN when the base is 0 or missing."""
+    if not (math.isfinite(new) and math.isfinite(base)) or base == 0:
+        return math.nan
+    return (new - base) / base
+
+
+def comparison(objectives: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Dislike@20 and Recall@20 of the last objective relative to the first (the targets)."""
+    names = list(objectives)
+    if len(names) < 2:
+        return {}
+    base, new = objectives[names[0]], objectives[names[-1]]
+    out: dict[str, Any] = {"baseline": names[0], "compared": names[-1]}
+    for metric in ("dislike@20", "recall@20"):
+        if metric in base and metric in new:
+            out[f"{metric}_change"] = relative_change(new[metric]["mean"], base[metric]["mean"])
+    return out
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf → None, recursively, so the JSON is standard."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _fmt(value: Any, *, percent: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if percent:
+        return f"{100 * value:+.1f} %"
+    return f"{value:.4f}"
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    """The Markdown report: metric table (mean ± std), comparison, responsiveness."""
+    config = results.get("config", {})
+    objectives = {k: v for k, v in results.items() if k not in RESERVED_KEYS}
+    lines = [
+        f"# Offline evaluation: {config.get('dataset', '?')}",
+        "",
+        f"Split: {config.get('split', '?')} (test share {config.get('test_share', '?')}), "
+        f"seeds: {config.get('seeds', '?')}, evaluated users: {config.get('eval_users', '?')}, "
+        f"items: {config.get('items', '?')}.",
+        "Full ranking over the catalog, the user's training items masked. Dislike@K is the "
+        "share of held-out dislikes in the top K (lower is better).",
+        "",
+    ]
+    if objectives:
+        metrics = list(next(iter(objectives.values())))
+        lines.append("| objective | " + " | ".join(metrics) + " |")
+        lines.append("|---|" + "---|" * len(metrics))
+        for name, row in objectives.items():
+            cells = [f"{_fmt(row[m]['mean'])} ± {_fmt(row[m]['std'])}" for m in metrics]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    summary = results.get("summary", {})
+    if summary:
+        lines.append(
+            f"{summary['compared']} vs {summary['baseline']}: Dislike@20 "
+            f"{_fmt(summary.get('dislike@20_change'), percent=True)}, Recall@20 "
+            f"{_fmt(summary.get('recall@20_change'), percent=True)}."
+        )
+        lines.append("")
+    sim = results.get("responsiveness", {})
+    if sim:
+        lines += [
+            "## Responsiveness (NTR paper §4 protocol)",
+            "",
+            "| variant | objective | similar share without dislike | with dislike | "
+            "relative change | disliked item back in top-K (without / with) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for variant, row in sim.items():
+            lines.append(
+                f"| {variant} | {row['objective']} | {_fmt(row['similar_share_without'])} | "
+                f"{_fmt(row['similar_share_with'])} | "
+                f"{_fmt(row['relative_change'], percent=True)} | "
+                f"{_fmt(row['return_rate_without'])} / {_fmt(row['return_rate_with'])} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plot_metrics(path: Path, objectives: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(next(iter(objectives.values())))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(metrics) * len(objectives)), 4.0))
+    width = 0.8 / len(objectives)
+    x = np.arange(len(metrics))
+    for i, (name, row) in enumerate(objectives.items()):
+        means = [row[m]["mean"] for m in metrics]
+        stds = [row[m]["std"] for m in metrics]
+        ax.bar(x + i * width, means, width, yerr=stds, capsize=3, label=name)
+    ax.set_xticks(x + 0.4 - width / 2, metrics, rotation=45, ha="right")
+    ax.set_ylabel("mean over seeds (error bar: std)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_losses(path: Path, histories: Mapping[str, LossHistory]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    for name, history in histories.items():
+        for key in sorted({k for step in history for k in step}):
+            points = [(i, step[key]) for i, step in enumerate(history) if key in step]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, label=f"{name}: {key}")
+    ax.set_xlabel("logged step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_responsiveness(path: Path, sim: Mapping[str, Mapping[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(sim)
+    changes = [100 * (sim[n]["relative_change"] or 0.0) for n in names]
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    ax.bar(names, changes, color="tab:red")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylabel("change of similar share after a dislike (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(
+    out: Path, results: Mapping[str, Any], *, loss_histories: Mapping[str, LossHistory]
+) -> list[Path]:
+    """Write every report file into ``out`` (created if missing); returns their paths."""
+    objectives = {k: v for k, v in results.items() if k not in RESERVED_KEYS}
+    if not objectives:
+        raise ValueError("no objective results to report")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        text = json.dumps(_clean(dict(results)), indent=2, allow_nan=False)
+        (staging / "results.json").write_text(text + "\n", encoding="utf-8")
+        (staging / "report.md").write_text(markdown(results), encoding="utf-8")
+        _plot_metrics(staging / "metrics.png", objectives)
+        _plot_losses(staging / "loss.png", loss_histories)
+        if results.get("responsiveness"):
+            _plot_responsiveness(staging / "responsiveness.png", results["responsiveness"])
+        out.mkdir(exist_ok=True)
+        written = []
+        for name in FILES:
+            if (staging / name).exists():
+                (staging / name).replace(out / name)
+                written.append(out / name)
+            else:
+                (out / name).unlink(missing_ok=True)  # a stale plot of an earlier run
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
