@@ -1,0 +1,141 @@
+"""The torch model: an item embedding table and the user tower of ``veto.encoder``.
+
+Legend: B batch, L history length, D dim, T event types, N items, U known users.
+
+The item representation everywhere is the L2-normalised embedding row. The user tower
+computes exactly ``veto.encoder.UserEncoder.encode_batch`` (its docstring has the formula);
+``tests/trainer/test_parity.py`` pins the two together. Embedding tables produce sparse
+gradients (updated by row-wise Adagrad); the small dense tower is trained with Adam.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from veto.encoder import UserEncoder
+from veto.events import N_EVENT_TYPES
+
+_EPS = 1e-12
+
+
+class VetoModel(nn.Module):
+    """Item embeddings + user tower; ``user_emb`` exists only with per-user embeddings."""
+
+    def __init__(self, *, n_items: int, n_users: int, dim: int, history_len: int) -> None:
+        super().__init__()
+        self.item_emb = nn.Embedding(n_items, dim, sparse=True)
+        self.user_emb = nn.Embedding(max(n_users, 1), dim, sparse=True)
+        self.n_users = n_users
+        self.gate = nn.Parameter(torch.ones(N_EVENT_TYPES, dim))
+        self.bias = nn.Parameter(torch.zeros(N_EVENT_TYPES, dim))
+        self.pos_logits = nn.Parameter(torch.zeros(history_len))
+        self.type_logits = nn.Parameter(torch.zeros(N_EVENT_TYPES))
+        self.proj_w = nn.Parameter(torch.eye(dim))
+        self.proj_b = nn.Parameter(torch.zeros(dim))
+        nn.init.zeros_(self.user_emb.weight)
+
+    @property
+    def dim(self) -> int:
+        return int(self.proj_b.shape[0])
+
+    @property
+    def history_len(self) -> int:
+        return int(self.pos_logits.shape[0])
+
+    def sparse_parameters(self) -> list[Tensor]:
+        return [self.item_emb.weight, self.user_emb.weight]
+
+    def dense_parameters(self) -> list[Tensor]:
+        return [self.gate, self.bias, self.pos_logits, self.type_logits, self.proj_w, self.proj_b]
+
+    def item_vectors(self, rows: Tensor) -> Tensor:
+        """Unit item vectors (..., D) of item rows (...)."""
+        return F.normalize(self.item_emb(rows), dim=-1, eps=_EPS)
+
+    def encode(self, items: Tensor, types: Tensor, user_rows: Tensor | None = None) -> Tensor:
+        """User states (B, D), unit rows, from histories newest first.
+
+        items (B, L) item rows, -1 = padding; types (B, L) event types; user_rows (B,) row in
+        user_emb or -1 (unknown user).
+        """
+        length = min(items.shape[1], self.history_len)
+        items, types = items[:, :length], types[:, :length]
+        valid = items >= 0  # (B, L)
+        v = self.item_vectors(torch.where(valid, items, 0))  # (B, L, D)
+        return self.encode_vectors(v, types, valid, user_rows)
+
+    def encode_vectors(
+        self, v: Tensor, types: Tensor, valid: Tensor, user_rows: Tensor | None = None
+    ) -> Tensor:
+        """User states (B, D) from history item vectors already looked up.
+
+        v (B, L, D) unit item vectors (anything where invalid); types (B, L); valid (B, L)
+        bool. Training gathers v from the batch's unique items so each row is normalised once.
+        """
+        length = v.shape[1]
+        safe_types = torch.where(valid, types, 0).long()  # (B, L)
+        logits = self.pos_logits[:length].unsqueeze(0) + self.type_logits[safe_types]  # (B, L)
+        logits = logits.masked_fill(~valid, float("-inf"))
+        peak = logits.max(dim=1, keepdim=True).values  # (B, 1)
+        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak)).detach()
+        weights = torch.where(valid, torch.exp(logits - peak), torch.zeros_like(logits))
+        total = weights.sum(dim=1, keepdim=True)
+        weights = weights / torch.where(total > 0, total, torch.ones_like(total))  # (B, L)
+        # h = Σ_l a_l (gate[t_l] ⊙ v_l + bias[t_l]), grouped by type so that no (B, L, D)
+        # gather of gate/bias is built: pooled[b, t] = Σ_{l: t_l = t} a_l v_l.
+        by_type = weights.unsqueeze(1) * F.one_hot(safe_types, self.gate.shape[0]).transpose(
+            1, 2
+        )  # (B, T, L)
+        pooled = torch.bmm(by_type, v)  # (B, T, D)
+        h = (pooled * self.gate).sum(dim=1) + by_type.sum(dim=2) @ self.bias  # (B, D)
+        u = h @ self.proj_w.T + self.proj_b  # (B, D)
+        if user_rows is not None and self.n_users > 0:
+            known = (user_rows >= 0).unsqueeze(1)  # (B, 1)
+            emb = self.user_emb(torch.where(user_rows >= 0, user_rows, 0))  # (B, D)
+            u = u + torch.where(known, emb, torch.zeros_like(emb))
+        out: Tensor = u / u.norm(dim=1, keepdim=True).clamp_min(_EPS)
+        return out
+
+    @torch.no_grad()
+    def load_encoder(self, encoder: UserEncoder) -> None:
+        """Copy NumPy encoder arrays into the tower (warm start or the initial encoder)."""
+        if encoder.dim != self.dim or encoder.history_len != self.history_len:
+            raise ValueError(
+                f"encoder is dim {encoder.dim} / L {encoder.history_len}, "
+                f"model is dim {self.dim} / L {self.history_len}"
+            )
+        for name in ("gate", "bias", "pos_logits", "type_logits", "proj_w", "proj_b"):
+            getattr(self, name).copy_(torch.from_numpy(np.asarray(getattr(encoder, name))))
+        if encoder.user_emb.shape[0] and self.n_users:
+            if encoder.user_emb.shape[0] != self.n_users:
+                raise ValueError("encoder user_emb rows do not match the model's users")
+            self.user_emb.weight.copy_(torch.from_numpy(np.asarray(encoder.user_emb)))
+
+    @torch.no_grad()
+    def export_encoder(self, user_ids: list[str]) -> UserEncoder:
+        """The NumPy encoder the service runs (user_emb empty without per-user embeddings)."""
+
+        def arr(t: Tensor) -> np.ndarray:
+            return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+
+        users = arr(self.user_emb.weight) if self.n_users else np.zeros((0, self.dim), np.float32)
+        return UserEncoder(
+            gate=arr(self.gate),
+            bias=arr(self.bias),
+            pos_logits=arr(self.pos_logits),
+            type_logits=arr(self.type_logits),
+            proj_w=arr(self.proj_w),
+            proj_b=arr(self.proj_b),
+            user_emb=users,
+            user_index={u: i for i, u in enumerate(user_ids)} if self.n_users else {},
+        )
+
+    @torch.no_grad()
+    def export_vectors(self) -> np.ndarray:
+        """Unit item vectors (N, D) float32."""
+        w = self.item_emb.weight
+        out = (w / w.norm(dim=1, keepdim=True).clamp_min(_EPS)).cpu().numpy()
+        return np.ascontiguousarray(out, dtype=np.float32)
