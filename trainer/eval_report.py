@@ -26,6 +26,7 @@ import numpy as np
 
 LossHistory = Sequence[Mapping[str, float]]
 RESERVED_KEYS = ("responsiveness", "config", "summary")
+LOSS_KEYS = ("total", "softmax", "ntr")  # the rest of a FitResult log is bookkeeping
 FILES = ("results.json", "report.md", "metrics.png", "loss.png", "responsiveness.png")
 
 
@@ -162,12 +163,13 @@ def _plot_losses(path: Path, histories: Mapping[str, LossHistory]) -> None:
 
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
     for name, history in histories.items():
-        for key in sorted({k for step in history for k in step}):
-            points = [(i, step[key]) for i, step in enumerate(history) if key in step]
-            if points:
+        for key in LOSS_KEYS:
+            points = [(i + 1, step[key]) for i, step in enumerate(history) if key in step]
+            # An objective without an NTR term logs ntr = 0: not a curve worth drawing.
+            if points and any(y != 0 for _, y in points):
                 xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, label=f"{name}: {key}")
-    ax.set_xlabel("logged step")
+                ax.plot(xs, ys, marker="o", label=f"{name}: {key}")
+    ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend(fontsize="small")
     fig.tight_layout()
