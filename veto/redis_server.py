@@ -49,6 +49,8 @@ class RedisServer:
     port: int = 0
     appendfsync: str = "everysec"
     password: str | None = None
+    # Run in its own session, so a terminal's Ctrl-C reaches only the parent (``veto up``).
+    new_session: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -74,7 +76,12 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=self.new_session,
+        )
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_timeout=0.5)
         try:
