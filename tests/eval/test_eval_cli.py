@@ -33,7 +33,9 @@ def _write_csv(path: Path, rows: Sequence[Interaction], categories: dict[str, st
 def world_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     world = make_world(n_items=200, n_users=40, n_categories=5, dim=8, events_per_user=20, seed=4)
     path = tmp_path_factory.mktemp("data") / "events.csv"
-    return _write_csv(path, world.interactions, dict(zip(world.item_ids, world.categories)))
+    return _write_csv(
+        path, world.interactions, dict(zip(world.item_ids, world.categories, strict=True))
+    )
 
 
 def test_quick_eval_writes_a_complete_report(world_csv: Path, tmp_path: Path) -> None:
@@ -119,7 +121,9 @@ def test_bad_input_fails_clearly_and_writes_nothing(
             "--split", "temporal",
         ],
         "empty test set": ["--train", str(world_csv), "--test", str(_header_only(tmp_path))],
-        "test users unknown to train": ["--train", str(world_csv), "--test", str(_other_users(tmp_path))],
+        "test users unknown to train": [
+            "--train", str(world_csv), "--test", str(_other_users(tmp_path)),
+        ],
     }[case]  # fmt: skip
     out = tmp_path / "out"
     assert main([*argv, *QUICK, "--out", str(out)]) == 2
