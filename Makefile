@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint typecheck format bench-serve bench-train clean
+.PHONY: install run up-prometheus test lint typecheck format bench-serve bench-train clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(BIN)/veto up $(ARGS)
+
+# `make run` plus a Prometheus server on 127.0.0.1:9090 (needs the `prometheus` binary).
+up-prometheus: install
+	$(BIN)/veto up --with-prometheus $(ARGS)
 
 test: install lint typecheck
 	$(BIN)/python -m pytest -q $(ARGS)
