@@ -20,6 +20,7 @@ import pytest
 from veto import up
 from veto.errors import ConfigError
 from veto.redis_server import free_port
+from veto.supervisor import Child, StopRequest, child_env, start_child, stop_all, wait_until
 
 PARTS = ("service.main", "trainer.bootstrap", "trainer.loop")
 MISSING = [m for m in PARTS if importlib.util.find_spec(m) is None]
@@ -212,3 +213,38 @@ def test_plan_places_the_trainer_next_to_the_service_and_rejects_clashes() -> No
     clash = ["--port", str(port), "--with-prometheus", "--prometheus-port", str(port)]
     with pytest.raises(ConfigError, match="ports must differ"):
         up.make_plan(up._parser().parse_args(clash))
+
+
+def _python_child(name: str, code: str) -> Child:
+    return start_child(name, [sys.executable, "-c", code], env=child_env({}))
+
+
+def test_a_child_ignoring_sigterm_is_killed_after_the_timeout() -> None:
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = _python_child("stubborn", code)
+    time.sleep(0.5)  # let it install its handler
+    assert child.stop(timeout=0.5) == -signal.SIGKILL
+    assert not child.alive
+
+
+def test_wait_until_names_the_child_that_died() -> None:
+    sleeper = _python_child("sleeper", "import time; time.sleep(60)")
+    quitter = _python_child("quitter", "raise SystemExit(3)")
+    try:
+        dead = wait_until(
+            lambda: False, children=[sleeper, quitter], stop=StopRequest(), timeout=20
+        )
+        assert dead is quitter and quitter.process.returncode == 3
+    finally:
+        stop_all([sleeper, quitter], timeout=5)
+    assert not sleeper.alive
+
+
+def test_wait_until_gives_up_after_its_timeout() -> None:
+    with pytest.raises(TimeoutError, match=r"the thing: not done after 0\.3s"):
+        wait_until(lambda: False, children=[], stop=StopRequest(), timeout=0.3, what="the thing")

@@ -87,6 +87,7 @@ def wait_until(
     children: Sequence[Child],
     stop: StopRequest,
     timeout: float,
+    what: str = "ready",
     interval: float = 0.2,
 ) -> Child | None:
     """Poll ``done`` until it holds; return early (with the dead child, or None on a stop
@@ -99,7 +100,7 @@ def wait_until(
         if dead is not None:
             return dead
         if time.monotonic() > deadline:
-            raise TimeoutError(f"not ready after {timeout:g}s")
+            raise TimeoutError(f"{what}: not done after {timeout:g}s")
         time.sleep(interval)
     return None
 

@@ -193,7 +193,9 @@ def main(argv: list[str]) -> int:
             ).start()
             redis_url = redis.url
             _say(f"veto up: started Redis on {redis_url} (data in {redis.data_dir})")
-        _supervise(plan, redis_url, stop=stop, children=children, args=args)
+        # The embedded Redis is watched like the other children, but stopped last.
+        watched = [Child("redis", redis.process)] if redis and redis.process else []
+        _supervise(plan, redis_url, stop=stop, children=children, watched=watched, args=args)
         return 0
     except _ChildDied as exc:
         print(f"veto up: {exc}; stopping the others", file=sys.stderr)
@@ -216,6 +218,7 @@ def _supervise(
     *,
     stop: StopRequest,
     children: list[Child],
+    watched: list[Child],
     args: argparse.Namespace,
 ) -> None:
     """Bootstrap, start service, trainer and Prometheus, wait for ready, then until a stop."""
@@ -232,7 +235,15 @@ def _supervise(
         env=env,
     )
     children.append(bootstrap)
-    wait_until(lambda: not bootstrap.alive, children=[], stop=stop, timeout=args.ready_timeout)
+    dead = wait_until(
+        lambda: not bootstrap.alive,
+        children=watched,
+        stop=stop,
+        timeout=args.ready_timeout,
+        what="bootstrap (raise --ready-timeout for a large --items)",
+    )
+    if dead is not None:
+        raise _ChildDied(dead)
     if stop:
         return
     children.remove(bootstrap)
@@ -245,18 +256,20 @@ def _supervise(
     if plan.prometheus_port is not None:
         _start_prometheus(plan, args.scrape_interval, children=children, env=env)
     ready_url = f"http://127.0.0.1:{plan.port}/readyz"
-    try:
-        dead = wait_until(
-            lambda: _ready(ready_url), children=children, stop=stop, timeout=args.ready_timeout
-        )
-    except TimeoutError as exc:
-        raise ConfigError(f"the service is not ready at {ready_url}: {exc}") from exc
+    dead = wait_until(
+        lambda: _ready(ready_url),
+        children=[*watched, *children],
+        stop=stop,
+        timeout=args.ready_timeout,
+        what=f"GET {ready_url}",
+    )
     if dead is not None:
         raise _ChildDied(dead)
     if stop:
         return
     _say(_banner(plan, redis_url))
-    dead = wait_until(lambda: False, children=children, stop=stop, timeout=float("inf"))
+    everyone = [*watched, *children]
+    dead = wait_until(lambda: False, children=everyone, stop=stop, timeout=float("inf"))
     if dead is not None and not stop:
         raise _ChildDied(dead)
 
