@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +29,8 @@ MISSING = [m for m in PARTS if importlib.util.find_spec(m) is None]
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VETO_")}
-    env["PYTHONUNBUFFERED"] = "1"
+    # A small, quick seed model: the test is about the processes, not the model.
+    env.update(PYTHONUNBUFFERED="1", VETO_BOOTSTRAP_EPOCHS="1", VETO_DIM="16")
     return env
 
 
@@ -60,6 +62,20 @@ def _request(
             return int(resp.status), json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _wait_targets_up(prometheus: str, upp: UpProcess, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    health: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        status, body = _request("GET", f"{prometheus}/api/v1/targets")
+        if status == 200:
+            targets = body["data"]["activeTargets"]  # type: ignore[index]
+            health = {t["labels"]["job"]: t["health"] for t in targets}
+            if health == {"veto-service": "up", "veto-trainer": "up"}:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"Prometheus targets {health}; output:\n{upp.output()[-3000:]}")
 
 
 class UpProcess:
@@ -116,19 +132,22 @@ def run_up(tmp_path: Path) -> Iterator[type[UpProcess]]:
 def test_up_serves_takes_feedback_and_stops_every_child_on_sigterm(
     tmp_path: Path, run_up: type[UpProcess]
 ) -> None:
-    port, trainer_port = free_port(), free_port()
+    port, trainer_port, prom_port = free_port(), free_port(), free_port()
+    with_prometheus = shutil.which("prometheus") is not None
+    extra = ["--with-prometheus", "--prometheus-port", str(prom_port), "--scrape-interval", "1"]
     upp = run_up(
         [
             "--port", str(port),
             "--trainer-metrics-port", str(trainer_port),
             "--data-dir", str(tmp_path / "var"),
             "--items", "300",
+            *(extra if with_prometheus else []),
         ]
     )  # fmt: skip
     out = upp.wait_for("Ctrl-C stops everything.", timeout=180)
     key = next(line.split()[2] for line in out.splitlines() if "API key:" in line)
     children = _children_of(upp.process.pid)
-    assert len(children) == 3  # redis, service, trainer
+    assert len(children) == (4 if with_prometheus else 3)  # redis, service, trainer, prometheus
 
     api = f"http://127.0.0.1:{port}"
     status, recs = _request("GET", f"{api}/v1/users/alice/recommendations?k=5")
@@ -142,9 +161,12 @@ def test_up_serves_takes_feedback_and_stops_every_child_on_sigterm(
     status, body = _request("POST", f"{api}/v1/feedback", body=event, headers={"X-API-Key": key})
     assert (status, body) == (200, {"accepted": 1, "duplicates": 0})
     status, recs = _request("GET", f"{api}/v1/users/alice/recommendations?k=5")
-    assert status == 200 and disliked not in {i["item_id"] for i in recs["items"]}  # type: ignore[union-attr]
+    assert status == 200
+    assert disliked not in [i["item_id"] for i in recs["items"]]  # type: ignore[attr-defined]
     with urllib.request.urlopen(f"http://127.0.0.1:{trainer_port}/metrics", timeout=5) as r:
         assert b"veto_trainer_" in r.read()
+    if with_prometheus:  # --with-prometheus scrapes both processes
+        _wait_targets_up(f"http://127.0.0.1:{prom_port}", upp)
 
     upp.process.send_signal(signal.SIGTERM)
     assert upp.process.wait(timeout=60) == 0, upp.output()[-4000:]
