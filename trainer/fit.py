@@ -51,13 +51,16 @@ def catalog_digest(item_ids: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def _user_ids(
+def known_users(
     interactions: Sequence[Interaction], config: TrainConfig, init: FitResult | None
 ) -> list[str]:
     """Rows of the per-user table: the warm start's users first, then new ones."""
     if not config.user_embedding:
         return []
-    known = list(init.checkpoint.get("user_ids", [])) if init is not None else []
+    known: list[str] = []
+    if init is not None:
+        index = init.encoder.user_index
+        known = list(init.checkpoint.get("user_ids", sorted(index, key=index.__getitem__)))
     return list(dict.fromkeys([*known, *(x.user_id for x in interactions)]))
 
 
@@ -153,9 +156,11 @@ def _restore_state(
 def _batch(examples: Examples, rows: npt.NDArray[np.int64], weights: torch.Tensor) -> Batch:
     part = examples.take(rows)
     kinds = torch.from_numpy(part.kinds).long()
+    # Histories are newest first and padded at the end: drop columns no row uses.
+    length = max(1, int((part.items >= 0).sum(axis=1).max(initial=0)))
     return Batch(
-        items=torch.from_numpy(part.items).long(),
-        types=torch.from_numpy(part.types).long(),
+        items=torch.from_numpy(part.items[:, :length]).long(),
+        types=torch.from_numpy(part.types[:, :length]).long(),
         labels=torch.from_numpy(part.labels).long(),
         kinds=kinds,
         users=torch.from_numpy(part.users).long(),
@@ -187,22 +192,46 @@ def fit(
     its exported arrays). Raises UnknownItem for an item not in ``item_ids`` and ConfigError
     when ``init`` does not match the catalog or the model size.
     """
-    torch.set_num_threads(config.threads)
     item_index = {item: i for i, item in enumerate(item_ids)}
     if len(item_index) != len(item_ids):
         raise ConfigError("item ids must be unique")
-    if not item_ids:
-        raise ConfigError("the catalog is empty")
-    digest = catalog_digest(item_ids)
-    if init is not None and init.checkpoint.get("catalog", digest) != digest:
-        raise ConfigError("the warm start was trained on a different catalog")
-    user_ids = _user_ids(interactions, config, init)
+    user_ids = known_users(interactions, config, init)
     examples = make_examples(
         interactions,
         item_index=item_index,
         user_index={u: i for i, u in enumerate(user_ids)},
         config=config,
     )
+    return fit_examples(
+        examples,
+        item_ids=item_ids,
+        user_ids=user_ids,
+        config=config,
+        init=init,
+        progress=progress,
+    )
+
+
+def fit_examples(
+    examples: Examples,
+    *,
+    item_ids: Sequence[str],
+    user_ids: list[str],
+    config: TrainConfig,
+    init: FitResult | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """Train on prepared examples (their user rows index ``user_ids``); see ``fit``."""
+    torch.set_num_threads(config.threads)
+    if not item_ids:
+        raise ConfigError("the catalog is empty")
+    if len(set(item_ids)) != len(item_ids):
+        raise ConfigError("item ids must be unique")
+    if examples.history_len != config.history_len and len(examples):
+        raise ConfigError(f"examples have L={examples.history_len}, config {config.history_len}")
+    digest = catalog_digest(item_ids)
+    if init is not None and init.checkpoint.get("catalog", digest) != digest:
+        raise ConfigError("the warm start was trained on a different catalog")
 
     model = _new_model(n_items=len(item_ids), user_ids=user_ids, config=config)
     if init is not None:

@@ -24,6 +24,7 @@ terms below are exactly the full-softmax quantities.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,48 @@ from torch import Tensor
 def masked_logsumexp(logits: Tensor, mask: Tensor) -> Tensor:
     """logsumexp over the last axis of ``logits`` where ``mask`` is True; -inf if none."""
     return torch.logsumexp(logits.masked_fill(~mask, float("-inf")), dim=-1)
+
+
+class _CandidateLogSumExp(torch.autograd.Function):
+    """Fused logsumexp over corrected candidate logits; see ``candidate_logsumexp``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        states: Tensor,
+        cand: Tensor,
+        log_q: Tensor,
+        hit_rows: Tensor,
+        hit_cols: Tensor,
+    ) -> Tensor:
+        z = torch.addmm(-log_q.unsqueeze(0), states, cand.T)  # (B, C)
+        z[hit_rows, hit_cols] = float("-inf")
+        lse = torch.logsumexp(z, dim=1)  # (B,)
+        ctx.save_for_backward(states, cand, z, lse)
+        return lse
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        states, cand, z, lse = ctx.saved_tensors
+        safe = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+        # softmax(z) * grad, in place on the saved logits: the (B, C) matrix is not copied.
+        weights = z.sub_(safe.unsqueeze(1)).exp_().mul_(grad.unsqueeze(1))  # (B, C)
+        return weights @ cand, weights.T @ states, None, None, None
+
+
+def candidate_logsumexp(
+    states: Tensor, cand: Tensor, log_q: Tensor, hit_rows: Tensor, hit_cols: Tensor
+) -> Tensor:
+    """logsumexp_j (s_b · v_j - log q_j) over candidates j, skipping accidental hits (B,).
+
+    states (B, D) user states already divided by tau; cand (C, D) unit candidate vectors;
+    log_q (C,) the logQ correction (no gradient); (hit_rows, hit_cols) the masked entries.
+    The same as ``masked_logsumexp`` on the (B, C) logits, with two fewer passes over them.
+    """
+    out: Tensor = _CandidateLogSumExp.apply(  # type: ignore[no-untyped-call]
+        states, cand, log_q, hit_rows, hit_cols
+    )
+    return out
 
 
 def sampled_softmax(pos_logit: Tensor, neg_lse: Tensor) -> Tensor:

@@ -10,6 +10,8 @@ gradients (updated by row-wise Adagrad); the small dense tower is trained with A
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,31 @@ from veto.encoder import UserEncoder
 from veto.events import N_EVENT_TYPES
 
 _EPS = 1e-12
+
+
+class _UnitRows(torch.autograd.Function):
+    """y = x / max(‖x‖, eps) per row, with a fused backward (no division in either pass)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        inv = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(_EPS).reciprocal_()
+        y: Tensor = x * inv
+        ctx.save_for_backward(y, inv)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        y, inv = ctx.saved_tensors
+        # d/dx (x / |x|) applied to g: (g - y (g · y)) / |x|
+        dot = (grad * y).sum(dim=-1, keepdim=True)
+        out: Tensor = (grad - y * dot).mul_(inv)
+        return out
+
+
+def unit_rows(x: Tensor) -> Tensor:
+    """L2-normalised rows (..., D), as the service's unit item vectors."""
+    out: Tensor = _UnitRows.apply(x)  # type: ignore[no-untyped-call]
+    return out
 
 
 class VetoModel(nn.Module):
@@ -53,7 +80,7 @@ class VetoModel(nn.Module):
 
     def item_vectors(self, rows: Tensor) -> Tensor:
         """Unit item vectors (..., D) of item rows (...)."""
-        return F.normalize(self.item_emb(rows), dim=-1, eps=_EPS)
+        return unit_rows(self.item_emb(rows))
 
     def encode(self, items: Tensor, types: Tensor, user_rows: Tensor | None = None) -> Tensor:
         """User states (B, D), unit rows, from histories newest first.
@@ -64,18 +91,25 @@ class VetoModel(nn.Module):
         length = min(items.shape[1], self.history_len)
         items, types = items[:, :length], types[:, :length]
         valid = items >= 0  # (B, L)
-        v = self.item_vectors(torch.where(valid, items, 0))  # (B, L, D)
-        return self.encode_vectors(v, types, valid, user_rows)
+        uniq, inverse = torch.unique(torch.where(valid, items, 0), return_inverse=True)
+        return self.encode_rows(self.item_vectors(uniq), inverse, types, valid, user_rows)
 
-    def encode_vectors(
-        self, v: Tensor, types: Tensor, valid: Tensor, user_rows: Tensor | None = None
+    def encode_rows(
+        self,
+        vectors: Tensor,
+        rows: Tensor,
+        types: Tensor,
+        valid: Tensor,
+        user_rows: Tensor | None = None,
     ) -> Tensor:
-        """User states (B, D) from history item vectors already looked up.
+        """User states (B, D) from histories given as rows of ``vectors``.
 
-        v (B, L, D) unit item vectors (anything where invalid); types (B, L); valid (B, L)
-        bool. Training gathers v from the batch's unique items so each row is normalised once.
+        vectors (U, D) unit item vectors; rows (B, L) rows of ``vectors`` (anything where
+        invalid); types (B, L); valid (B, L) bool. Training passes the batch's unique items so
+        each is normalised once, and pools with embedding_bag: no (B, L, D) tensor is built.
         """
-        length = v.shape[1]
+        b, length = rows.shape
+        n_types = self.gate.shape[0]
         safe_types = torch.where(valid, types, 0).long()  # (B, L)
         logits = self.pos_logits[:length].unsqueeze(0) + self.type_logits[safe_types]  # (B, L)
         logits = logits.masked_fill(~valid, float("-inf"))
@@ -84,13 +118,23 @@ class VetoModel(nn.Module):
         weights = torch.where(valid, torch.exp(logits - peak), torch.zeros_like(logits))
         total = weights.sum(dim=1, keepdim=True)
         weights = weights / torch.where(total > 0, total, torch.ones_like(total))  # (B, L)
-        # h = Σ_l a_l (gate[t_l] ⊙ v_l + bias[t_l]), grouped by type so that no (B, L, D)
-        # gather of gate/bias is built: pooled[b, t] = Σ_{l: t_l = t} a_l v_l.
-        by_type = weights.unsqueeze(1) * F.one_hot(safe_types, self.gate.shape[0]).transpose(
-            1, 2
-        )  # (B, T, L)
-        pooled = torch.bmm(by_type, v)  # (B, T, D)
-        h = (pooled * self.gate).sum(dim=1) + by_type.sum(dim=2) @ self.bias  # (B, D)
+        # h = Σ_l a_l (gate[t_l] ⊙ v_l + bias[t_l]) grouped by type:
+        # pooled[b, t] = Σ_{l: t_l = t} a_l v_l, one weighted bag per (b, t).
+        bag = (torch.arange(b).unsqueeze(1) * n_types + safe_types)[valid]  # (V,)
+        order = torch.argsort(bag, stable=True)
+        counts = torch.bincount(bag, minlength=b * n_types)  # (B*T,)
+        offsets = torch.cumsum(counts, 0) - counts
+        pooled = F.embedding_bag(
+            rows[valid][order],
+            vectors,
+            offsets,
+            mode="sum",
+            per_sample_weights=weights[valid][order],
+        ).view(b, n_types, -1)  # (B, T, D)
+        type_mass = torch.zeros(b * n_types, dtype=weights.dtype).index_add(
+            0, bag, weights[valid]
+        )  # (B*T,)
+        h = (pooled * self.gate).sum(dim=1) + type_mass.view(b, n_types) @ self.bias  # (B, D)
         u = h @ self.proj_w.T + self.proj_b  # (B, D)
         if user_rows is not None and self.n_users > 0:
             known = (user_rows >= 0).unsqueeze(1)  # (B, 1)

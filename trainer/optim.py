@@ -35,5 +35,6 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                 else:
                     rows = torch.nonzero(grad.abs().sum(dim=1) > 0).squeeze(1)
                     values = grad[rows]
-                acc = state["sum"].index_add_(0, rows, values.pow(2).mean(dim=1))[rows]  # (R,)
+                mean_sq = torch.linalg.vector_norm(values, dim=1).square_() / values.shape[1]
+                acc = state["sum"].index_add_(0, rows, mean_sq)[rows]  # (R,)
                 p.index_add_(0, rows, values * (-lr / (acc.sqrt() + eps)).unsqueeze(1))

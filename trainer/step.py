@@ -23,11 +23,12 @@ from trainer.config import TrainConfig
 from trainer.frequency import FrequencyEstimator
 from trainer.losses import (
     bilateral_softmax,
+    candidate_logsumexp,
     masked_logsumexp,
     not_to_recommend,
     sampled_softmax,
 )
-from trainer.model import VetoModel
+from trainer.model import VetoModel, unit_rows
 from veto.events import EventType
 
 
@@ -78,35 +79,36 @@ def batch_loss(
     candidates = torch.cat([batch.labels, sampled])  # (C,)
     valid = batch.items >= 0  # (B, L)
     rows = torch.cat([torch.where(valid, batch.items, 0).reshape(-1), candidates])
-    # Normalise each touched row once: the gather below is dense, the embedding grad sparse.
+    # Normalise each touched row once: pooling and scoring read rows of this (U, D) table.
     uniq, inverse = torch.unique(rows, return_inverse=True)  # (U,), (B*L + C,)
-    vectors = F.normalize(model.item_emb(uniq), dim=-1, eps=1e-12)  # (U, D)
+    vectors = unit_rows(model.item_emb(uniq))  # (U, D)
     n_hist = batch.items.numel()
-    hist_v = F.embedding(inverse[:n_hist].reshape(batch.items.shape), vectors)  # (B, L, D)
+    hist_rows = inverse[:n_hist].reshape(batch.items.shape)  # (B, L)
     cand_v = F.embedding(inverse[n_hist:], vectors)  # (C, D)
     is_dislike = batch.types == int(EventType.DISLIKE)  # (B, L)
     encode_valid = valid & ~is_dislike if mask_dislike_input else valid
-    states = model.encode_vectors(hist_v, batch.types, encode_valid, batch.users)  # (B, D)
+    states = model.encode_rows(vectors, hist_rows, batch.types, encode_valid, batch.users)
 
     scaled = states / config.tau  # (B, D): dividing here keeps (B, C) ops to a minimum
-    expected = freq.expected_count(candidates) + config.n_sampled / n_items  # (C,)
-    neg_logits = scaled @ cand_v.T - torch.log(expected).unsqueeze(0)  # (B, C)
-    neg_mask = candidates.unsqueeze(0) != batch.labels.unsqueeze(1)  # (B, C)
+    log_q = torch.log(freq.expected_count(candidates) + config.n_sampled / n_items)  # (C,)
+    hit_rows, hit_cols = torch.nonzero(
+        candidates.unsqueeze(0) == batch.labels.unsqueeze(1), as_tuple=True
+    )  # accidental hits, including each row's own label
+    neg_lse = candidate_logsumexp(scaled, cand_v, log_q, hit_rows, hit_cols)  # (B,)
     label_v = cand_v[:b]  # (B, D): the first B candidates are the labels
     pos_logit = (scaled * label_v).sum(dim=1)  # (B,)
 
     if config.dislike_negatives:
         # The user's own dislikes as negatives, always present: no logQ correction.
+        hist_v = F.embedding(hist_rows, vectors)  # (B, L, D)
         hist_logits = torch.bmm(hist_v, scaled.unsqueeze(2)).squeeze(2)  # (B, L)
         hist_mask = valid & is_dislike & (batch.items != batch.labels.unsqueeze(1))
-        neg_logits = torch.cat([neg_logits, hist_logits], dim=1)  # (B, C + L)
-        neg_mask = torch.cat([neg_mask, hist_mask], dim=1)
+        neg_lse = torch.logaddexp(neg_lse, masked_logsumexp(hist_logits, hist_mask))
 
     # Every term on every row, then weighted: row selection on (B, C) would cost a scatter.
     negative = batch.kinds == int(EventType.DISLIKE)  # (B,)
     positive = ~negative
     zero = torch.zeros_like(pos_logit)
-    neg_lse = masked_logsumexp(neg_logits, neg_mask)  # (B,) shared by both terms
     ssm_all = sampled_softmax(pos_logit, neg_lse)  # (B,)
     if config.uses_bsl:
         # Scaled by 1/tau so that tau1 -> inf gives the mean softmax term (same scale as ssm),
