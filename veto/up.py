@@ -59,15 +59,26 @@ def _items(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="veto up", description=__doc__.split("\n")[0])
-    p.add_argument("--port", type=_port, default=8000, help="HTTP port of the service")
-    p.add_argument("--data-dir", type=Path, default=Path("var"), help="Redis data, artifacts")
+    p = argparse.ArgumentParser(
+        prog="veto up",
+        description="Run Veto on one machine: Redis, a seeded demo model, the service, the "
+        "trainer (and Prometheus), until Ctrl-C.",
+    )
+    p.add_argument("--port", type=_port, default=8000, help="HTTP port of the service (8000)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var"),
+        help="Redis data, model versions, Prometheus data (./var)",
+    )
     p.add_argument(
         "--redis-url",
         default=os.environ.get("VETO_REDIS_URL"),
         help="use this Redis instead of starting one (default: $VETO_REDIS_URL, else embedded)",
     )
-    p.add_argument("--items", type=_items, default=10_000, help="synthetic demo catalog size")
+    p.add_argument(
+        "--items", type=_items, default=10_000, help="synthetic demo catalog size (10000)"
+    )
     p.add_argument("--no-trainer", action="store_true", help="serve the seeded model only")
     p.add_argument(
         "--trainer-metrics-port",
@@ -75,10 +86,16 @@ def _parser() -> argparse.ArgumentParser:
         help="trainer /metrics port (default: --port + 1 if free)",
     )
     p.add_argument("--with-prometheus", action="store_true", help="also run a Prometheus server")
-    p.add_argument("--prometheus-port", type=_port, default=9090)
-    p.add_argument("--scrape-interval", type=float, default=5.0, help="seconds, Prometheus")
-    p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait")
-    p.add_argument("--stop-timeout", type=float, default=10.0, help="SIGTERM → SIGKILL, s")
+    p.add_argument(
+        "--prometheus-port", type=_port, default=9090, help="with --with-prometheus (9090)"
+    )
+    p.add_argument("--scrape-interval", type=float, default=5.0, help="Prometheus, seconds (5)")
+    p.add_argument(
+        "--ready-timeout", type=float, default=300.0, help="seconds for bootstrap and /readyz (300)"
+    )
+    p.add_argument(
+        "--stop-timeout", type=float, default=10.0, help="seconds from SIGTERM to SIGKILL (10)"
+    )
     return p
 
 

@@ -126,7 +126,11 @@ def _positive_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="veto versions", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="veto versions",
+        description="List model versions, publish one (rollback or forward), prune old ones. "
+        "Uses VETO_REDIS_URL and VETO_ARTIFACTS_DIR.",
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     ls = sub.add_parser("list", help="list versions; * marks the current one")
     ls.add_argument("--json", action="store_true", help="one JSON object per version")
