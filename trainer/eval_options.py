@@ -21,6 +21,10 @@ _RUN_FIELDS = ("objective", "seed", "use_dislike_feature")
 # --quick: a tiny model and few simulated users, for the test suite (seconds, not minutes).
 QUICK_TRAIN = {"epochs": 1, "dim": 16, "batch_size": 256, "n_sampled": 128, "history_len": 20}
 QUICK_SIM_USERS = 64
+# Fewer epochs than the trainer's default: the MovieLens-1M target run (3 seeds × 2 objectives
+# + the no-dislike variant = 7 fits of ~800k events) must finish within 10 minutes on this
+# 2-core machine shared with other jobs; at 3 epochs it took 597 s. --epochs overrides it.
+EVAL_EPOCHS = 3
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class EvalOptions:
 
     def train_config(self, objective: str, *, seed: int) -> TrainConfig:
         """The trainer's configuration of one run: defaults, --quick, then --set/--epochs."""
-        values: dict[str, Any] = dict(QUICK_TRAIN) if self.quick else {}
+        values: dict[str, Any] = dict(QUICK_TRAIN) if self.quick else {"epochs": EVAL_EPOCHS}
         values.update(self.train_overrides)
         values.update(objective=objective, seed=seed)
         if objective == "ssm-nodislike":
@@ -77,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train", dest="train_file", type=Path, help="provided split: train CSV")
     p.add_argument("--test", dest="test_file", type=Path, help="provided split: test CSV")
     p.add_argument("--seeds", type=int, default=1, help="repeats (split and training seed)")
-    p.add_argument("--epochs", type=int, help="training epochs (TrainConfig.epochs)")
+    p.add_argument("--epochs", type=int, help=f"training epochs (default {EVAL_EPOCHS})")
     p.add_argument("--quick", action="store_true", help="tiny model, few simulated users")
     p.add_argument("--responsiveness", action="store_true", help="run the NTR §4 simulation")
     p.add_argument("--like-min", type=float, default=4.0)

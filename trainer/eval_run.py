@@ -176,6 +176,7 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
             "steps": options.sim_steps,
             "top_k": options.sim_top_k,
             "start_events": options.sim_start_events,
+            "train": {o: options.train_config(o, seed=0).to_dict() for _, o in VARIANTS},
         }
         if options.responsiveness
         else None,

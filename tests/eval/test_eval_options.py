@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.eval_options import parse_options
+from trainer.eval_options import EVAL_EPOCHS, parse_options
 from veto.errors import ConfigError
 
 
@@ -17,6 +17,8 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     config = opts.train_config("ssm+ntr", seed=4)
     assert (config.epochs, config.tau, config.seed, config.objective) == (3, 0.2, 4, "ssm+ntr")
     assert opts.train_config("ssm-nodislike", seed=0).use_dislike_feature is False
+    plain = parse_options(["--out", str(tmp_path / "o")])
+    assert plain.train_config("ssm", seed=0).epochs == EVAL_EPOCHS
 
 
 def test_quick_shrinks_the_model_and_the_simulation(tmp_path: Path) -> None:
