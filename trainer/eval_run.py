@@ -48,7 +48,7 @@ class EvalOutcome:
 
 
 def _train(
-    split: Split, data: EvalData, options: EvalOptions, objective: str, seed: int
+    split: Split, data: EvalData, *, options: EvalOptions, objective: str, seed: int
 ) -> FitResult:
     config = options.train_config(objective, seed=seed)
     return fit(split.train, item_ids=data.item_ids, config=config, progress=options.progress)
@@ -71,6 +71,7 @@ def _evaluate(
 def _responsiveness(
     split: Split,
     data: EvalData,
+    *,
     options: EvalOptions,
     models: dict[str, FitResult],
     log: Log,
@@ -78,7 +79,7 @@ def _responsiveness(
     for _, objective in VARIANTS:
         if objective not in models:
             log(f"responsiveness: training {objective} on seed 0")
-            models[objective] = _train(split, data, options, objective, 0)
+            models[objective] = _train(split, data, options=options, objective=objective, seed=0)
     labels, source = similarity_labels(
         data.categories,
         [models[o].vectors for _, o in VARIANTS],
@@ -135,7 +136,7 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
         for objective in options.objectives:
             log(f"seed {seed}: training {objective} on {len(split.train)} events")
             t0 = time.perf_counter()
-            model = _train(split, data, options, objective, seed)
+            model = _train(split, data, options=options, objective=objective, seed=seed)
             train_seconds += time.perf_counter() - t0
             config = options.train_config(objective, seed=seed)
             metrics = _evaluate(model, split, data, dislike_input=config.dislike_input)
@@ -153,7 +154,9 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
     if options.responsiveness:
         assert seed0_split is not None
         sim_started = time.perf_counter()
-        results["responsiveness"] = _responsiveness(seed0_split, data, options, seed0_models, log)
+        results["responsiveness"] = _responsiveness(
+            seed0_split, data, options=options, models=seed0_models, log=log
+        )
         sim_seconds = time.perf_counter() - sim_started
     else:
         sim_seconds = 0.0
