@@ -119,15 +119,17 @@ def markdown(results: Mapping[str, Any]) -> str:
             "## Responsiveness (NTR paper §4 protocol)",
             "",
             "| variant | objective | similar share without dislike | with dislike | "
-            "relative change | disliked item back in top-K (without / with) |",
-            "|---|---|---|---|---|---|",
+            "relative change | disliked item back in top-K (without / with) | "
+            "learned dislike gate (mean) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for variant, row in sim.items():
             lines.append(
                 f"| {variant} | {row['objective']} | {_fmt(row['similar_share_without'])} | "
                 f"{_fmt(row['similar_share_with'])} | "
                 f"{_fmt(row['relative_change'], percent=True)} | "
-                f"{_fmt(row['return_rate_without'])} / {_fmt(row['return_rate_with'])} |"
+                f"{_fmt(row['return_rate_without'])} / {_fmt(row['return_rate_with'])} | "
+                f"{_fmt(row.get('dislike_gate_mean'))} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -112,7 +112,15 @@ def _responsiveness(
             config=config,
             drop_dislike=not dislike_input,
         )
-        out[variant] = {"objective": objective, "similarity": source, **result.to_dict()}
+        out[variant] = {
+            "objective": objective,
+            "similarity": source,
+            **result.to_dict(),
+            # Why a variant responds or not: the learned input gate of a dislike vs a like
+            # (the untrained encoder starts at -1 vs +1).
+            "dislike_gate_mean": float(model.encoder.gate[EventType.DISLIKE].mean()),
+            "like_gate_mean": float(model.encoder.gate[EventType.LIKE].mean()),
+        }
         log(f"responsiveness {variant} ({objective}): {100 * result.relative_change:+.1f} %")
     return out
 

@@ -53,6 +53,7 @@ def test_quick_eval_writes_a_complete_report(world_csv: Path, tmp_path: Path) ->
     assert variants["no dislike signal"]["relative_change"] == 0.0
     assert variants["feature + NTR label"]["n_users"] == 16
     assert variants["feature + NTR label"]["similarity"] == "category"
+    assert -5.0 < variants["dislike feature only"]["dislike_gate_mean"] < 5.0
     assert results["config"]["seeds"] == 2 and results["config"]["split"] == "random"
     assert results["summary"]["baseline"] == "ssm"
     assert {p.name for p in out.iterdir()} == {
