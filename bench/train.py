@@ -1,0 +1,227 @@
+"""Trainer benchmark: training throughput and end-to-end freshness.
+
+    python -m bench.train [--items 100000,1000000] [--trials 5] [--skip-freshness]
+
+Throughput: ``trainer.fit`` on a synthetic world (``veto.synthetic``) with N items, batch
+1024, dim 64, L 50, 2 torch threads; examples/s of the last epoch (the first includes
+warm-up). Users get 60 events each so most histories are full (50).
+
+Freshness: Redis, ``veto serve`` and ``veto train`` as subprocesses on a catalog bootstrapped
+with N items. Per trial: POST a dislike to /v1/feedback, then poll the user's
+recommendations until ``model_version`` is a version whose manifest watermark includes the
+event's stream id. Trials are spaced by more than the trainer's interval (an idle trainer).
+Writes JSON to bench/results/train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from trainer.config import TrainConfig
+from trainer.fit import fit
+from trainer.stream import stream_id_key
+from veto.artifacts import read_manifest, version_dir
+from veto.keys import UserKeys
+from veto.redis_server import RedisServer
+from veto.synthetic import make_world
+
+RESULTS = Path(__file__).parent / "results" / "train.json"
+
+
+def throughput(n_items: int, *, users: int, events_per_user: int, epochs: int) -> dict[str, Any]:
+    """Examples/s of fit on a synthetic world with ``n_items`` items."""
+    world = make_world(
+        n_items=n_items, n_users=users, n_categories=50, events_per_user=events_per_user
+    )
+    config = TrainConfig(dim=64, history_len=50, batch_size=1024, epochs=epochs, threads=2)
+    started = time.perf_counter()
+    result = fit(world.interactions, item_ids=world.item_ids, config=config)
+    total = time.perf_counter() - started
+    per_epoch = [round(h["examples_per_second"]) for h in result.loss_history]
+    return {
+        "n_items": n_items,
+        "examples_per_epoch": int(result.loss_history[0]["examples"]),
+        "epochs": epochs,
+        "examples_per_second_by_epoch": per_epoch,
+        "examples_per_second": per_epoch[-1],
+        "fit_seconds_total": round(total, 2),
+        "batch_size": 1024,
+        "dim": 64,
+        "history_len": 50,
+        "n_sampled": config.n_sampled,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_ready(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"service at {url} not ready after {timeout}s")
+
+
+def _stream_id(client: redis.Redis, user: str, event_id: str, partitions: int) -> str:
+    """The stream id of ``event_id`` in the user's partition (the newest entries first)."""
+    stream = UserKeys(user, partitions).stream
+    for _ in range(50):
+        for entry_id, fields in client.xrevrange(stream, count=100):
+            if fields.get("event_id") == event_id:
+                return str(entry_id)
+        time.sleep(0.02)
+    raise RuntimeError(f"event {event_id} not found in {stream}")
+
+
+def _includes(artifacts: Path, version: int, partition: int, stream_id: str) -> bool:
+    watermark = read_manifest(version_dir(artifacts, version)).watermark
+    seen = watermark.stream_ids.get(str(partition))
+    return seen is not None and stream_id_key(seen) >= stream_id_key(stream_id)
+
+
+def freshness(n_items: int, *, trials: int, interval: float, workdir: Path) -> dict[str, Any]:
+    """Feedback-to-served-model lag over ``trials`` dislikes."""
+    partitions = 8
+    server = RedisServer(data_dir=workdir / "redis")
+    server.start()
+    port = _free_port()
+    env = {
+        **os.environ,
+        "VETO_REDIS_URL": server.url,
+        "VETO_ARTIFACTS_DIR": str(workdir / "artifacts"),
+        "VETO_STREAM_PARTITIONS": str(partitions),
+        "VETO_PORT": str(port),
+        "VETO_INTERVAL_SECONDS": str(interval),
+    }
+    cli = [sys.executable, "-m", "veto.cli"]
+    procs: list[subprocess.Popen[bytes]] = []
+    result: dict[str, Any] = {"n_items": n_items, "interval_seconds": interval}
+    try:
+        started = time.perf_counter()
+        subprocess.run(
+            [*cli, "bootstrap", "--items", str(n_items), "--epochs", "1", "--quiet"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        result["bootstrap_seconds"] = round(time.perf_counter() - started, 1)
+        logs = [open(workdir / f"{name}.log", "wb") for name in ("serve", "train")]  # noqa: SIM115
+        procs.append(subprocess.Popen([*cli, "serve"], env=env, stdout=logs[0], stderr=logs[0]))
+        procs.append(
+            subprocess.Popen(
+                [*cli, "train", "--metrics-port", "0"], env=env, stdout=logs[1], stderr=logs[1]
+            )
+        )
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, timeout=300)
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        http = httpx.Client(base_url=url, timeout=30.0)
+        lags: list[float] = []
+        for trial in range(trials):
+            user, item = f"u{trial}", f"i{(trial * 7919) % n_items}"
+            event_id = f"bench-{time.time_ns()}"
+            body = {"events": [{"event_id": event_id, "user_id": user, "item_id": item,
+                                "type": "dislike"}]}  # fmt: skip
+            t0 = time.perf_counter()
+            http.post("/v1/feedback", json=body).raise_for_status()
+            stream_id = _stream_id(client, user, event_id, partitions)
+            partition = UserKeys(user, partitions).partition
+            checked: dict[int, bool] = {}
+            while time.perf_counter() - t0 < 600:
+                version = int(http.get(f"/v1/users/{user}/recommendations").json()["model_version"])
+                if version not in checked:
+                    checked[version] = _includes(
+                        workdir / "artifacts", version, partition, stream_id
+                    )
+                if checked[version]:
+                    lags.append(time.perf_counter() - t0)
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("no version trained on the dislike was served within 600 s")
+            print(f"  trial {trial}: {lags[-1]:.2f} s", flush=True)
+            time.sleep(interval + 1.0)
+        client.close()
+        http.close()
+        result.update(
+            trials=trials,
+            lags_seconds=[round(x, 3) for x in lags],
+            p50_seconds=round(statistics.median(lags), 3),
+            max_seconds=round(max(lags), 3),
+        )
+        return result
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.splitlines()[0])
+    p.add_argument("--items", default="100000,1000000", help="catalog sizes, comma-separated")
+    p.add_argument("--users", type=int, default=2000, help="synthetic users (throughput)")
+    p.add_argument("--events-per-user", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--interval", type=float, default=5.0, help="trainer --interval")
+    p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--skip-freshness", action="store_true")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    sizes = [int(x) for x in args.items.split(",") if x]
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "throughput": [],
+        "freshness": [],
+    }
+    for n in sizes:
+        if not args.skip_throughput:
+            print(f"throughput, {n} items ...", flush=True)
+            row = throughput(
+                n, users=args.users, events_per_user=args.events_per_user, epochs=args.epochs
+            )
+            print(f"  {row['examples_per_second']} examples/s", flush=True)
+            report["throughput"].append(row)
+    for n in sizes:
+        if not args.skip_freshness:
+            print(f"freshness, {n} items ...", flush=True)
+            with tempfile.TemporaryDirectory(prefix="veto-bench-") as tmp:
+                row = freshness(n, trials=args.trials, interval=args.interval, workdir=Path(tmp))
+            print(f"  p50 {row['p50_seconds']} s", flush=True)
+            report["freshness"].append(row)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
