@@ -280,6 +280,7 @@ class Trainer:
             except (VetoError, OSError, RuntimeError, ValueError) as exc:
                 self.metrics.failures.inc()
                 log.error("round failed, its events stay pending: %s", exc)
+                self.state = None  # reload from the published version: no half-applied round
                 groups_ready = False
                 stop.wait(min(interval, 2.0))
 

@@ -16,6 +16,7 @@ from trainer.metrics import TrainerMetrics
 from trainer.settings import TrainerSettings
 from veto import keys, registry
 from veto.artifacts import list_versions, load_version, read_manifest, version_dir
+from veto.errors import ArtifactError
 from veto.events import EventType, HistoryEntry
 from veto.keys import UserKeys
 
@@ -211,3 +212,23 @@ def test_once_without_a_published_version_is_an_error(
 ) -> None:
     assert loop.main(["--once"]) == 1
     assert "veto bootstrap" in capsys.readouterr().err
+
+
+def test_a_failed_round_publishes_nothing_and_keeps_its_events_pending(
+    bootstrapped: Path, redis_client: redis.Redis
+) -> None:
+    send(redis_client, "u1", "i1", EventType.LIKE)
+    blocker = version_dir(bootstrapped, 2)
+    blocker.write_text("not a version")  # the next number is taken: write_version refuses it
+    trainer, _, client = _trainer()
+    with pytest.raises(ArtifactError, match="already exists"):
+        trainer.run_once(max_events=10, first_wait=0.1)
+    assert registry.current(redis_client) == 1
+    assert _pending(redis_client) == 1
+    blocker.unlink()
+    retry, _, other = _trainer()
+    report = retry.run_once(max_events=10, first_wait=0.1)
+    assert report is not None and report.version == 2 and report.events == 1
+    assert _pending(redis_client) == 0
+    client.close()
+    other.close()
