@@ -272,13 +272,16 @@ def _supervise(
         children.append(start_child("trainer", argv, env=env))
     if plan.prometheus_port is not None:
         _start_prometheus(plan, args.scrape_interval, children=children, env=env)
-    ready_url = f"http://127.0.0.1:{plan.port}/readyz"
+    # Ready = the service answers /readyz and the trainer (if any) serves its metrics.
+    ready_urls = [f"http://127.0.0.1:{plan.port}/readyz"]
+    if plan.trainer_port is not None:
+        ready_urls.append(f"http://127.0.0.1:{plan.trainer_port}/metrics")
     dead = wait_until(
-        lambda: _ready(ready_url),
+        lambda: all(_ready(url) for url in ready_urls),
         children=[*watched, *children],
         stop=stop,
         timeout=args.ready_timeout,
-        what=f"GET {ready_url}",
+        what=" and ".join(f"GET {url}" for url in ready_urls),
     )
     if dead is not None:
         raise _ChildDied(dead)
