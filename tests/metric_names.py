@@ -43,6 +43,7 @@ CONTRACT = {
     "veto_trainer_published_version": "gauge",
     "veto_trainer_round_failures_total": "counter",
     "veto_trainer_last_round_timestamp_seconds": "gauge",
+    "veto_trainer_skipped_events_total": "counter",
 }
 
 
