@@ -174,6 +174,23 @@ def test_up_serves_takes_feedback_and_stops_every_child_on_sigterm(
     assert "veto up: stopped" in upp.output()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(bool(MISSING), reason=f"not written yet: {', '.join(MISSING)}")
+def test_up_stops_everything_when_the_service_dies(tmp_path: Path, run_up: type[UpProcess]) -> None:
+    port = free_port()
+    upp = run_up(
+        ["--port", str(port), "--no-trainer", "--data-dir", str(tmp_path / "var"), "--items", "100"]
+    )
+    upp.wait_for("Ctrl-C stops everything.", timeout=150)
+    children = _children_of(upp.process.pid)
+    service = next(p for p in children if b"cli\0serve" in Path(f"/proc/{p}/cmdline").read_bytes())
+    os.kill(service, signal.SIGKILL)
+    assert upp.process.wait(timeout=60) == 1
+    assert "service exited unexpectedly with status -9" in upp.output()
+    assert all(_gone(pid) for pid in children)  # Redis was stopped too
+
+
 @pytest.mark.timeout(60)
 def test_up_refuses_a_port_in_use_and_starts_nothing(
     tmp_path: Path, run_up: type[UpProcess]
