@@ -287,3 +287,18 @@ def test_wait_until_names_the_child_that_died() -> None:
 def test_wait_until_gives_up_after_its_timeout() -> None:
     with pytest.raises(TimeoutError, match=r"the thing: not done after 0\.3s"):
         wait_until(lambda: False, children=[], stop=StopRequest(), timeout=0.3, what="the thing")
+
+
+def test_with_prometheus_without_the_binary_says_so_and_starts_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no prometheus here
+    argv = ["--port", str(free_port()), "--with-prometheus", "--data-dir", str(tmp_path / "v")]
+    args = up._parser().parse_args(argv)
+    args.prometheus_port = free_port()
+    plan = up.make_plan(args)
+    children: list[Child] = []
+    up._start_prometheus(plan, 1.0, children=children, env={})
+    assert children == []
+    assert "no `prometheus` binary on PATH" in capsys.readouterr().out
+    assert not (plan.data_dir / "prometheus.yml").exists()
