@@ -93,6 +93,7 @@ def test_redis_has_aof_a_password_and_no_host_port(compose_config: dict[str, Any
     redis = compose_config["services"]["redis"]
     command = redis["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "always"
     assert command[command.index("--requirepass") + 1] == SECRETS["REDIS_PASSWORD"]
     assert "ports" not in redis
     url = compose_config["services"]["service"]["environment"]["VETO_REDIS_URL"]
