@@ -1,0 +1,120 @@
+"""The composition root: ``create_app`` wires settings, Redis, the model holder, the reloader,
+the responsiveness probe and the routes; the lifespan starts and stops what runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import faiss
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from service import errors
+from service.deps import Services
+from service.feedback import FeedbackDesk
+from service.feedback_store import FeedbackStore, connect
+from service.metrics import ServiceMetrics
+from service.middleware import BodyLimit, RequestTiming
+from service.model_holder import ModelHolder
+from service.popular import PopularCache
+from service.recommender import Recommender
+from service.reloader import Reloader
+from service.responsiveness import ResponsivenessProbe
+from service.routes import build_router
+from service.settings import ServiceSettings
+from veto.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    store: FeedbackStore | None = None,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """The service app. ``store`` defaults to one on ``settings.redis_url`` (closed at
+    shutdown); ``registry`` defaults to a fresh one."""
+    owns_store = store is None
+    if store is None:
+        store = FeedbackStore(
+            connect(settings.redis_url, timeout=settings.redis_timeout_seconds),
+            partitions=settings.stream_partitions,
+            history_len=settings.history_len,
+            dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
+        )
+    metrics = ServiceMetrics(registry)
+    holder = ModelHolder()
+    metrics.track_model_age(
+        lambda: holder.current.version.manifest.created_at if holder.current else None
+    )
+    popular = PopularCache(
+        store, ttl_seconds=settings.popular_cache_seconds, days=settings.popular_days
+    )
+    services = Services(
+        settings=settings,
+        holder=holder,
+        store=store,
+        metrics=metrics,
+        recommender=Recommender(holder, store, popular, metrics, overfetch=settings.overfetch),
+        desk=FeedbackDesk(
+            holder,
+            store,
+            metrics,
+            max_batch=settings.max_batch,
+            max_skew_seconds=settings.max_clock_skew_seconds,
+        ),
+        probe=ResponsivenessProbe(
+            store,
+            holder,
+            metrics,
+            sample_rate=settings.responsiveness_sample_rate,
+            k=settings.responsiveness_k,
+            queue_size=settings.responsiveness_queue_size,
+        ),
+    )
+    reloader = Reloader(
+        store.client,
+        holder,
+        artifacts_dir=settings.artifacts_dir,
+        metrics=metrics,
+        poll_interval=settings.poll_interval_seconds,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # FAISS's OpenMP threads would fight the request threads; concurrency comes from those.
+        faiss.omp_set_num_threads(settings.faiss_threads)
+        try:
+            await reloader.check()
+        except StoreUnavailable as exc:
+            log.warning("Redis unavailable at start, no model yet: %s", exc)
+        reloader.start()
+        services.probe.start()
+        try:
+            yield
+        finally:
+            await services.probe.stop()
+            await reloader.stop()
+            if owns_store:
+                await store.close()
+
+    app = FastAPI(
+        title="Veto",
+        version="1",
+        description="Recommendations that learn from dislikes.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.reloader = reloader
+    errors.install(
+        app,
+        retry_after_seconds=settings.retry_after_seconds,
+        on_invalid_feedback=metrics.feedback_rejected.inc,
+    )
+    app.include_router(build_router(settings))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestTiming, metrics=metrics)
+    return app

@@ -1,0 +1,59 @@
+"""The write side of the API: validate a batch against the served catalog, write it
+atomically, count it, and hand accepted dislikes to the responsiveness probe."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from service.feedback_store import FeedbackStore, WriteResult
+from service.intake import to_events
+from service.metrics import ServiceMetrics
+from service.model_holder import ModelHolder
+from service.recommender import snapshot
+from service.schemas import FeedbackBatch, FeedbackResult
+from veto.errors import InvalidInput
+
+
+class FeedbackDesk:
+    """Accepts feedback batches: all of a batch or nothing."""
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        store: FeedbackStore,
+        metrics: ServiceMetrics,
+        *,
+        max_batch: int,
+        max_skew_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._holder = holder
+        self._store = store
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._max_skew = max_skew_seconds
+        self._clock = clock
+
+    async def submit(self, batch: FeedbackBatch) -> tuple[FeedbackResult, WriteResult]:
+        """Validate and write a batch; InvalidInput (nothing written) or StoreUnavailable."""
+        model = snapshot(self._holder)
+        try:
+            events = to_events(
+                batch,
+                model,
+                now=self._clock(),
+                max_batch=self._max_batch,
+                max_skew_seconds=self._max_skew,
+            )
+        except InvalidInput as exc:
+            errors = (exc.details or {}).get("errors") if isinstance(exc.details, dict) else None
+            bad = {e["index"] for e in errors} if errors else set()
+            self._metrics.feedback_rejected.inc(len(bad) or len(batch.events))
+            raise
+        written = await self._store.write_batch(events)
+        for kind, n in written.accepted_by_type.items():
+            self._metrics.feedback_events.labels(type=kind.label).inc(n)
+        if written.duplicates:
+            self._metrics.feedback_duplicates.inc(written.duplicates)
+        return FeedbackResult(accepted=written.accepted, duplicates=written.duplicates), written

@@ -1,0 +1,189 @@
+"""The service's Redis adapter: a user's state for ranking, atomic feedback batches, the
+popular-items counters. Every ``redis.RedisError`` leaves here as ``StoreUnavailable``."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from veto import keys
+from veto.errors import StoreUnavailable
+from veto.events import EventType, FeedbackEvent, HistoryEntry
+
+# Per event: KEYS dedupe, stream, history, liked, disliked, popular;
+# ARGV type label, item id, history entry, n (flat stream field/value items), the items.
+# Validation happened before: the script only fails on Redis-level errors.
+_WRITE_BATCH = """
+local ttl = tonumber(ARGV[1])
+local hlen = tonumber(ARGV[2])
+local pop_ttl = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+local a = 5
+local flags = {}
+local accepted, duplicates = 0, 0
+for i = 0, n - 1 do
+  local k = i * 6
+  local kind, item, entry, nf = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local fields = {}
+  for j = 1, nf do fields[j] = ARGV[a + 3 + j] end
+  a = a + 4 + nf
+  if redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', ttl) then
+    redis.call('XADD', KEYS[k + 2], '*', unpack(fields))
+    redis.call('LPUSH', KEYS[k + 3], entry)
+    redis.call('LTRIM', KEYS[k + 3], 0, hlen - 1)
+    if kind == 'like' then
+      redis.call('SADD', KEYS[k + 4], item)
+      redis.call('SREM', KEYS[k + 5], item)
+      redis.call('ZINCRBY', KEYS[k + 6], 1, item)
+      redis.call('EXPIRE', KEYS[k + 6], pop_ttl)
+    elseif kind == 'dislike' then
+      redis.call('SADD', KEYS[k + 5], item)
+      redis.call('SREM', KEYS[k + 4], item)
+    end
+    accepted = accepted + 1
+    flags[i + 1] = 1
+  else
+    duplicates = duplicates + 1
+    flags[i + 1] = 0
+  end
+end
+return {accepted, duplicates, flags}
+"""
+_POPULAR_PER_KEY = 1000
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What ranking needs about one user, read in one round trip."""
+
+    history: list[HistoryEntry]  # newest first
+    disliked: frozenset[str] = field(default_factory=frozenset)
+    liked: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    accepted: int
+    duplicates: int
+    accepted_by_type: dict[EventType, int]
+    new_events: tuple[FeedbackEvent, ...] = ()  # the accepted ones, in batch order
+
+
+def day_of(ts: float) -> str:
+    """The UTC day (yyyymmdd) of a server timestamp: the popular-counter bucket."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
+
+
+def connect(url: str, *, timeout: float) -> aioredis.Redis:
+    """An async client with short timeouts and one immediate retry, so a restarted Redis is
+    picked up on the next call and a dead one fails fast."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=0,
+    )
+
+
+class FeedbackStore:
+    """Reads and writes one user's feedback state; one instance per process."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        partitions: int,
+        history_len: int,
+        dedupe_ttl_seconds: int,
+    ) -> None:
+        self.client = client
+        self.partitions = partitions
+        self.history_len = history_len
+        self.dedupe_ttl_seconds = dedupe_ttl_seconds
+        self._script = client.register_script(_WRITE_BATCH)
+
+    async def ping(self) -> bool:
+        """True when Redis answers."""
+        try:
+            return bool(await self.client.ping())
+        except RedisError:
+            return False
+
+    async def read_user(self, user_id: str) -> UserState:
+        """History (newest first), disliked and liked items of a user, one pipeline."""
+        uk = keys.UserKeys(user_id, self.partitions)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.lrange(uk.history, 0, self.history_len - 1)
+                pipe.smembers(uk.disliked)
+                pipe.smembers(uk.liked)
+                raw_hist, disliked, liked = await pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailable(f"cannot read user state: {exc}") from exc
+        return UserState(
+            history=[HistoryEntry.decode(r) for r in raw_hist],
+            disliked=frozenset(disliked),
+            liked=frozenset(liked),
+        )
+
+    async def write_batch(self, events: Sequence[FeedbackEvent]) -> WriteResult:
+        """Write a validated batch atomically (one Lua script); duplicates by event id are
+        skipped. Returns how many were new and how many were duplicates."""
+        key_list: list[str] = []
+        args: list[Any] = [self.dedupe_ttl_seconds, self.history_len, 8 * 86_400, len(events)]
+        for ev in events:
+            uk = keys.UserKeys(ev.user_id, self.partitions)
+            key_list += [
+                uk.dedupe(ev.event_id),
+                uk.stream,
+                uk.history,
+                uk.liked,
+                uk.disliked,
+                keys.popular(uk.partition, day_of(ev.ingest_time)),
+            ]
+            entry = HistoryEntry(item_id=ev.item_id, type=ev.type, timestamp=ev.timestamp)
+            fields = [x for pair in ev.to_fields().items() for x in pair]
+            args += [ev.type.label, ev.item_id, entry.encode(), len(fields), *fields]
+        try:
+            accepted, duplicates, flags = await self._script(keys=key_list, args=args)
+        except RedisError as exc:
+            raise StoreUnavailable(f"cannot write feedback: {exc}") from exc
+        new = tuple(ev for ev, flag in zip(events, flags, strict=True) if flag)
+        by_type = Counter(ev.type for ev in new)
+        return WriteResult(int(accepted), int(duplicates), dict(by_type), new)
+
+    async def popular(self, *, days: int, now: float | None = None) -> list[tuple[str, float]]:
+        """Likes per item over the last ``days`` UTC days summed across partitions, most
+        liked first (each counter contributes its top items only)."""
+        now = time.time() if now is None else now
+        today = datetime.fromtimestamp(now, UTC)
+        day_names = [(today - timedelta(days=d)).strftime("%Y%m%d") for d in range(days)]
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for p in range(self.partitions):
+                    for day in day_names:
+                        pipe.zrevrange(
+                            keys.popular(p, day), 0, _POPULAR_PER_KEY - 1, withscores=True
+                        )
+                results = await pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailable(f"cannot read popular items: {exc}") from exc
+        totals: dict[str, float] = {}
+        for rows in results:
+            for item, score in rows:
+                totals[item] = totals.get(item, 0.0) + float(score)
+        return sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,62 @@
+"""Feedback intake: a parsed batch checked against the current catalog and the clock, turned
+into ``FeedbackEvent``s. Pure: the model snapshot and ``now`` are passed in."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from service.model_holder import ServingModel
+from service.schemas import FeedbackBatch
+from veto.errors import InvalidInput, TooLarge, UnknownItem
+from veto.events import EventType, FeedbackEvent
+
+
+def _new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def to_events(
+    batch: FeedbackBatch,
+    model: ServingModel,
+    *,
+    now: float,
+    max_batch: int,
+    max_skew_seconds: float,
+    new_id: Callable[[], str] = _new_event_id,
+) -> list[FeedbackEvent]:
+    """Validated events of a batch, or an error naming every bad event (nothing is kept)."""
+    n = len(batch.events)
+    if n > max_batch:
+        raise TooLarge(
+            f"{n} events in one batch; the limit is {max_batch}",
+            details={"events": n, "max_batch": max_batch},
+        )
+    errors: list[dict[str, object]] = []
+    unknown_only = True
+    for i, ev in enumerate(batch.events):
+        if ev.item_id not in model.version.item_index:
+            errors.append(_error(i, "item_id", f"unknown item {ev.item_id!r}"))
+        if ev.timestamp is not None and ev.timestamp > now + max_skew_seconds:
+            unknown_only = False
+            errors.append(_error(i, "timestamp", "timestamp is in the future"))
+    if errors:
+        kind = UnknownItem if unknown_only else InvalidInput
+        raise kind(
+            f"{len(errors)} invalid event(s); nothing was written", details={"errors": errors}
+        )
+    return [
+        FeedbackEvent(
+            event_id=ev.event_id or new_id(),
+            user_id=ev.user_id,
+            item_id=ev.item_id,
+            type=EventType.parse(ev.type),
+            timestamp=ev.timestamp if ev.timestamp is not None else now,
+            ingest_time=now,
+        )
+        for ev in batch.events
+    ]
+
+
+def _error(index: int, field: str, message: str) -> dict[str, object]:
+    return {"location": "body", "index": index, "field": field, "message": message}

@@ -1,0 +1,75 @@
+"""The model the service serves: one immutable snapshot behind one reference.
+
+Hot-swap invariants:
+  * ``ModelHolder.current`` is replaced, never mutated; a request reads it once and uses
+    that snapshot until it answers, so in-flight requests finish on the version they began on.
+  * A snapshot is only built from a version that passed ``veto.artifacts.load_version``
+    (every serving file checked against the manifest's sha256); a failed load leaves the
+    reference untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from veto.artifacts import ModelVersion
+
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A loaded version plus the lookups the request path needs, built once at load."""
+
+    version: ModelVersion
+    category_rows: dict[str, I64]  # category -> item rows (R,)
+    category_codes: I32  # (N,) index into category_names, -1 = no category
+    category_names: tuple[str, ...]
+    loaded_at: float
+
+    @property
+    def number(self) -> int:
+        return self.version.version
+
+    def rows_of(self, item_ids: frozenset[str] | set[str] | list[str]) -> I64:
+        """Rows of the ids known to this version (unknown ids are skipped)."""
+        index = self.version.item_index
+        found = [index[i] for i in item_ids if i in index]
+        return np.asarray(found, dtype=np.int64)
+
+
+def build_serving_model(version: ModelVersion, *, now: float | None = None) -> ServingModel:
+    """Precompute the category lookups of the category filter."""
+    names: dict[str, int] = {}
+    codes = np.full(len(version.categories), -1, dtype=np.int32)  # (N,)
+    for row, cat in enumerate(version.categories):
+        if cat is not None:
+            codes[row] = names.setdefault(cat, len(names))
+    return ServingModel(
+        version=version,
+        category_rows={c: np.flatnonzero(codes == i).astype(np.int64) for c, i in names.items()},
+        category_codes=codes,
+        category_names=tuple(names),
+        loaded_at=time.time() if now is None else now,
+    )
+
+
+class ModelHolder:
+    """Holds the current ``ServingModel`` (or None before the first load)."""
+
+    def __init__(self) -> None:
+        self._current: ServingModel | None = None
+
+    @property
+    def current(self) -> ServingModel | None:
+        return self._current
+
+    def swap(self, model: ServingModel) -> ServingModel | None:
+        """Make ``model`` current and return the one it replaced."""
+        previous, self._current = self._current, model
+        return previous

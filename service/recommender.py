@@ -1,0 +1,144 @@
+"""The read side of the API: recommendations and similar items over one model snapshot.
+
+A request takes ``holder.current`` once and uses that snapshot throughout. Redis being down
+is not an error here: the answer is computed without the user's history and marked degraded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+
+from service.errors import NotFound
+from service.feedback_store import FeedbackStore, UserState
+from service.metrics import ServiceMetrics
+from service.model_holder import ModelHolder, ServingModel
+from service.popular import PopularCache
+from service.ranking import served_disliked
+from service.retrieval import Ranked, category_rows, fallback, history_arrays, rank, user_vector
+from service.schemas import Recommendations, ScoredItem, SimilarItems
+from veto.errors import InvalidInput, NoModelVersion, StoreUnavailable
+from veto.ids import is_valid_id
+
+_EMPTY = UserState(history=[])
+
+
+def snapshot(holder: ModelHolder) -> ServingModel:
+    """The served model; NoModelVersion (503) before the first version is loaded."""
+    model = holder.current
+    if model is None:
+        raise NoModelVersion("no model version is loaded yet")
+    return model
+
+
+def _items(model: ServingModel, ranked: Ranked) -> list[ScoredItem]:
+    ids = model.version.item_ids
+    return [
+        ScoredItem(item_id=ids[row], score=float(score))
+        for row, score in zip(ranked.rows.tolist(), ranked.scores.tolist(), strict=True)
+    ]
+
+
+def _check_excludes(exclude: Sequence[str]) -> None:
+    bad = [
+        {"location": "query", "index": i, "field": "exclude", "message": "invalid item id"}
+        for i, item in enumerate(exclude)
+        if not is_valid_id(item)
+    ]
+    if bad:
+        raise InvalidInput("invalid exclude id(s)", details={"errors": bad})
+
+
+class Recommender:
+    """Top-k for a user from their history in Redis and the served model."""
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        store: FeedbackStore,
+        popular: PopularCache,
+        metrics: ServiceMetrics,
+        *,
+        overfetch: int,
+    ) -> None:
+        self._holder = holder
+        self._store = store
+        self._popular = popular
+        self._metrics = metrics
+        self._overfetch = overfetch
+
+    async def recommend(
+        self,
+        user_id: str,
+        *,
+        k: int,
+        exclude: Sequence[str],
+        category: str | None,
+        include_seen: bool,
+    ) -> Recommendations:
+        """The user's top-k without disliked, excluded and (unless include_seen) liked items."""
+        _check_excludes(exclude)
+        model = snapshot(self._holder)
+        allowed = category_rows(model, category)
+        degraded = False
+        try:
+            state = await self._store.read_user(user_id)
+        except StoreUnavailable:
+            state, degraded = _EMPTY, True
+        hidden = set(exclude) | state.disliked
+        if not include_seen:
+            hidden |= state.liked
+        blocked = model.rows_of(hidden)  # (B,)
+        rows, types = history_arrays(model, state.history)
+        popular = await self._popular.get() if not rows else []
+        ranked = await asyncio.to_thread(
+            self._rank, model, user_id, rows, types, popular, k=k, blocked=blocked, allowed=allowed
+        )
+        self._metrics.recommendations_served.inc()
+        if degraded:
+            self._metrics.degraded_responses.inc()
+        leaked = served_disliked(ranked.rows, model.rows_of(state.disliked))
+        if leaked:
+            self._metrics.disliked_item_served.inc(leaked)
+        return Recommendations(
+            user_id=user_id,
+            items=_items(model, ranked),
+            model_version=model.number,
+            request_id=uuid.uuid4().hex,
+            degraded=degraded,
+        )
+
+    def _rank(
+        self,
+        model: ServingModel,
+        user_id: str,
+        rows: list[int],
+        types: list[int],
+        popular: list[tuple[str, float]],
+        *,
+        k: int,
+        blocked: np.ndarray,
+        allowed: np.ndarray | None,
+    ) -> Ranked:
+        vector = user_vector(model, user_id, rows, types)
+        if vector is None:
+            return fallback(model, popular, k=k, blocked=blocked, allowed=allowed)
+        return rank(model, vector, k=k, blocked=blocked, allowed=allowed, overfetch=self._overfetch)
+
+    async def similar(self, item_id: str, *, k: int) -> SimilarItems:
+        """The k items nearest to one item (itself excluded); NotFound for an unknown item."""
+        model = snapshot(self._holder)
+        row = model.version.item_index.get(item_id)
+        if row is None:
+            raise NotFound(f"unknown item {item_id[:40]!r} in model version {model.number}")
+        vector = np.asarray(model.version.vectors[row], dtype=np.float32)  # (D,)
+        blocked = np.asarray([row], dtype=np.int64)
+        ranked = await asyncio.to_thread(
+            rank, model, vector, k=k, blocked=blocked, allowed=None, overfetch=1
+        )
+        return SimilarItems(
+            item_id=item_id, items=_items(model, ranked), model_version=model.number
+        )

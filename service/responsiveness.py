@@ -1,0 +1,142 @@
+"""Online counterfactual responsiveness (design notes, "Responsiveness" 2): for a sampled
+share of accepted dislikes, the user's top-K from the same history and the same model with
+and without that dislike, and the relative change of the share of items in the disliked
+item's category. Runs in a background task fed by a bounded queue: it costs the request
+nothing, and a full queue drops the sample, never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.feedback_store import FeedbackStore
+from service.metrics import ServiceMetrics
+from service.model_holder import ModelHolder, ServingModel
+from service.retrieval import history_arrays, top_rows
+from veto.errors import StoreUnavailable
+from veto.events import EventType, FeedbackEvent, HistoryEntry
+
+log = logging.getLogger(__name__)
+
+
+def similar_share_change(
+    model: ServingModel,
+    *,
+    user_id: str,
+    history: Sequence[HistoryEntry],
+    disliked: HistoryEntry,
+    k: int,
+) -> float | None:
+    """(share_with - share_without) / share_without over the unfiltered top-k, where share
+    is the fraction of items in the disliked item's category. None when the item has no
+    category or nothing similar was recommended without the dislike."""
+    row = model.version.item_index.get(disliked.item_id)
+    if row is None or model.category_codes[row] < 0:
+        return None
+    code = model.category_codes[row]
+    without = list(history)
+    if disliked in without:
+        without.remove(disliked)
+    encoder, vectors = model.version.encoder, model.version.vectors
+    rows_wo, types_wo = history_arrays(model, without)
+    rows_w, types_w = history_arrays(model, [disliked, *without])
+    top_wo = top_rows(model, encoder.encode(vectors, rows_wo, types_wo, user_id), k)  # (K,)
+    top_w = top_rows(model, encoder.encode(vectors, rows_w, types_w, user_id), k)  # (K,)
+    if top_wo.size == 0 or top_w.size == 0:
+        return None
+    share_wo = float(np.mean(model.category_codes[top_wo] == code))
+    if share_wo == 0.0:
+        return None
+    share_w = float(np.mean(model.category_codes[top_w] == code))
+    return (share_w - share_wo) / share_wo
+
+
+@dataclass(frozen=True)
+class _Sample:
+    user_id: str
+    entry: HistoryEntry
+
+
+class ResponsivenessProbe:
+    """Samples accepted dislikes and observes their similar-share change off the request path."""
+
+    def __init__(
+        self,
+        store: FeedbackStore,
+        holder: ModelHolder,
+        metrics: ServiceMetrics,
+        *,
+        sample_rate: float,
+        k: int,
+        queue_size: int,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._holder = holder
+        self._metrics = metrics
+        self._rate = sample_rate
+        self._k = k
+        self._rng = rng or random.Random()
+        self._queue: asyncio.Queue[_Sample] = asyncio.Queue(maxsize=queue_size)
+        self._task: asyncio.Task[None] | None = None
+
+    def offer(self, events: Iterable[FeedbackEvent]) -> None:
+        """Queue a sample of the dislikes among ``events`` (accepted ones); never blocks."""
+        for ev in events:
+            if ev.type != EventType.DISLIKE or self._rate <= 0 or self._rng.random() >= self._rate:
+                continue
+            entry = HistoryEntry(item_id=ev.item_id, type=ev.type, timestamp=ev.timestamp)
+            try:
+                self._queue.put_nowait(_Sample(ev.user_id, entry))
+            except asyncio.QueueFull:
+                log.debug("responsiveness queue full: sample dropped")
+
+    async def _measure(self, sample: _Sample) -> None:
+        model = self._holder.current
+        if model is None:
+            return
+        try:
+            state = await self._store.read_user(sample.user_id)
+        except StoreUnavailable:
+            return
+        value = await asyncio.to_thread(
+            similar_share_change,
+            model,
+            user_id=sample.user_id,
+            history=state.history,
+            disliked=sample.entry,
+            k=self._k,
+        )
+        if value is not None:
+            self._metrics.responsiveness.observe(value)
+
+    async def _run(self) -> None:
+        while True:
+            sample = await self._queue.get()
+            try:
+                await self._measure(sample)
+            except Exception:  # a bad sample must not stop the probe
+                log.exception("responsiveness measurement failed")
+            finally:
+                self._queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until every queued sample was measured."""
+        await self._queue.join()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="veto-responsiveness")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

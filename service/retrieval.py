@@ -1,0 +1,170 @@
+"""Top-K retrieval over one model snapshot: user vector, FAISS search with over-fetch and
+filters, the category scan, the popular fallback. Synchronous and CPU-bound: callers run it
+in a thread. Legend: N items, D dim, M candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from service.model_holder import ServingModel
+from service.ranking import fetch_size, scan_rows, select_top_k
+from veto.errors import InvalidInput
+from veto.events import HistoryEntry
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Rows of the chosen items, best first, and their scores."""
+
+    rows: I64  # (K,)
+    scores: F32  # (K,)
+
+
+def history_arrays(
+    model: ServingModel, history: Sequence[HistoryEntry]
+) -> tuple[list[int], list[int]]:
+    """Item rows and type codes of a history (newest first), skipping items this version
+    does not know, at most the encoder's history length."""
+    index = model.version.item_index
+    limit = model.version.encoder.history_len
+    rows: list[int] = []
+    types: list[int] = []
+    for entry in history:
+        row = index.get(entry.item_id)
+        if row is None:
+            continue
+        rows.append(row)
+        types.append(int(entry.type))
+        if len(rows) == limit:
+            break
+    return rows, types
+
+
+def user_vector(model: ServingModel, user_id: str, rows: list[int], types: list[int]) -> F32 | None:
+    """The user state (D,), or None when there is nothing to personalise on (no known
+    history and no learned embedding): the caller falls back to popular items."""
+    encoder = model.version.encoder
+    if not rows and user_id not in encoder.user_index:
+        return None
+    return encoder.encode(model.version.vectors, rows, types, user_id)
+
+
+def category_rows(model: ServingModel, category: str | None) -> I64 | None:
+    """Rows of a category filter (None = no filter); InvalidInput for an unknown category."""
+    if category is None:
+        return None
+    rows = model.category_rows.get(category)
+    if rows is None:
+        raise InvalidInput(
+            f"unknown category {category[:40]!r} in model version {model.number}",
+            details={
+                "errors": [
+                    {
+                        "location": "query",
+                        "index": None,
+                        "field": "category",
+                        "message": "not a category of the current catalog",
+                    }
+                ]
+            },
+        )
+    return rows
+
+
+def search(model: ServingModel, vector: F32, *, k: int, blocked: I64, overfetch: int) -> Ranked:
+    """Best k rows for ``vector`` not in ``blocked``: FAISS with over-fetch, widened until k
+    survive the filter or the whole catalog was asked for."""
+    n_items = model.version.manifest.n_items
+    fetch = fetch_size(k, n_blocked=int(blocked.size), margin=overfetch, n_items=n_items)
+    query = np.ascontiguousarray(vector[None, :], dtype=np.float32)  # (1, D)
+    while True:
+        scores, ids = model.version.index.search(query, fetch)  # (1, M) each
+        rows, vals = select_top_k(scores[0], ids[0].astype(np.int64), k=k, blocked=blocked)
+        if rows.size >= k or fetch >= n_items:
+            return Ranked(rows, vals)
+        fetch = min(n_items, fetch * 4)
+
+
+def scan(model: ServingModel, vector: F32, *, k: int, blocked: I64, rows: I64) -> Ranked:
+    """Best k of ``rows`` (a category) for ``vector``, exactly, without ``blocked``."""
+    scores, ids = scan_rows(model.version.vectors, rows, vector)
+    top, vals = select_top_k(scores, ids, k=k, blocked=blocked)
+    return Ranked(top, vals)
+
+
+def rank(
+    model: ServingModel,
+    vector: F32,
+    *,
+    k: int,
+    blocked: I64,
+    allowed: I64 | None,
+    overfetch: int,
+) -> Ranked:
+    """Personalised top-k: a scan of the allowed rows when a category is given, else FAISS."""
+    if allowed is not None:
+        return scan(model, vector, k=k, blocked=blocked, rows=allowed)
+    return search(model, vector, k=k, blocked=blocked, overfetch=overfetch)
+
+
+def fallback(
+    model: ServingModel,
+    popular: Iterable[tuple[str, float]],
+    *,
+    k: int,
+    blocked: I64,
+    allowed: I64 | None,
+) -> Ranked:
+    """Most-liked items recently (score = recent likes), then the version's own popular
+    list (score 0), then, if still short, the rest of the allowed rows: never empty-handed."""
+    index = model.version.item_index
+    blocked_set = set(blocked.tolist())
+    allowed_set = None if allowed is None else set(allowed.tolist())
+    seen: set[int] = set()
+    rows: list[int] = []
+    scores: list[float] = []
+
+    def offer(row: int, score: float) -> None:
+        if (
+            row in seen
+            or row in blocked_set
+            or (allowed_set is not None and row not in allowed_set)
+        ):
+            return
+        seen.add(row)
+        rows.append(row)
+        scores.append(score)
+
+    for item_id, likes in popular:
+        row = index.get(item_id)
+        if row is not None:
+            offer(row, likes)
+        if len(rows) >= k:
+            break
+    for item_id in model.version.popular:
+        if len(rows) >= k:
+            break
+        offer(index[item_id], 0.0)
+    if len(rows) < k:
+        pool = allowed if allowed is not None else np.arange(model.version.manifest.n_items)
+        for row in pool[: k + len(blocked_set) + len(seen)].tolist():
+            if len(rows) >= k:
+                break
+            offer(int(row), 0.0)
+    return Ranked(np.asarray(rows[:k], dtype=np.int64), np.asarray(scores[:k], dtype=np.float32))
+
+
+def top_rows(model: ServingModel, vector: F32, k: int) -> I64:
+    """Unfiltered top-k rows (K,) of a user state: what the model itself prefers."""
+    query = np.ascontiguousarray(vector[None, :], dtype=np.float32)  # (1, D)
+    _, ids = model.version.index.search(query, min(k, model.version.manifest.n_items))
+    found: I64 = ids[0][ids[0] >= 0].astype(np.int64)
+    return found

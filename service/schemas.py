@@ -1,0 +1,59 @@
+"""Request and response bodies of the HTTP API v1."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from veto.ids import ID_PATTERN
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+EventTypeName = Literal["like", "dislike", "click", "skip"]
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class Recommendations(BaseModel):
+    user_id: str
+    items: list[ScoredItem]
+    model_version: int
+    request_id: str
+    degraded: bool = False
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    items: list[ScoredItem]
+    model_version: int
+
+
+class FeedbackEventIn(BaseModel):
+    """One event as a client sends it; the server fills a missing event id and timestamp."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: Id | None = None
+    user_id: Id
+    item_id: Id
+    type: EventTypeName
+    timestamp: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+
+class FeedbackBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: Annotated[list[FeedbackEventIn], Field(min_length=1)]
+
+
+class FeedbackResult(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class Health(BaseModel):
+    status: str
+    model_version: int | None = None
