@@ -1,5 +1,6 @@
 """FastAPI dependencies as ``Annotated`` aliases; everything comes from the ``Services``
-built once by ``service.app.create_app``."""
+built once by ``service.app.create_app``. They are ``async def`` on purpose: FastAPI runs a
+plain ``def`` dependency in a worker thread, a hop per request for nothing."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class Services:
     probe: ResponsivenessProbe
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -40,15 +41,15 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_recommender(services: ServicesDep) -> Recommender:
+async def get_recommender(services: ServicesDep) -> Recommender:
     return services.recommender
 
 
-def get_desk(services: ServicesDep) -> FeedbackDesk:
+async def get_desk(services: ServicesDep) -> FeedbackDesk:
     return services.desk
 
 
-def require_api_key(
+async def require_api_key(
     services: ServicesDep, x_api_key: Annotated[str | None, Header()] = None
 ) -> None:
     """When an API key is configured, the request must carry it in ``X-API-Key``."""

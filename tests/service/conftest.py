@@ -66,7 +66,7 @@ def serve(settings: ServiceSettings) -> Serve:
 
     @asynccontextmanager
     async def run(**overrides: Any) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-        app = create_app(settings.model_copy(update=overrides))
+        app = create_app(ServiceSettings(**{**settings.model_dump(), **overrides}))
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://veto") as client:
