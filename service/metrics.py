@@ -7,9 +7,10 @@ or item id.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.samples import Sample
 
 from veto.events import EventType
 
@@ -36,6 +37,21 @@ _SHARE_CHANGE_BUCKETS = (
     2.0,
     5.0,
 )
+
+
+class SignedHistogram(Histogram):
+    """A histogram of values that may be negative which still exports ``_sum``.
+
+    prometheus-client drops ``_sum`` when the lowest bucket is negative (OpenMetrics wants a
+    ``_gsum`` there); the Prometheus text format served on /metrics has no such rule, and the
+    dashboard's mean responsiveness is ``rate(_sum) / rate(_count)``.
+    """
+
+    def _child_samples(self) -> Iterable[Sample]:
+        samples = list(super()._child_samples())
+        if not any(s.name == "_sum" for s in samples):
+            samples.append(Sample("_sum", {}, self._sum.get(), None, None))
+        return tuple(samples)
 
 
 class ServiceMetrics:
@@ -109,7 +125,7 @@ class ServiceMetrics:
             "Recommendation responses computed without the user's history (Redis unreachable)",
             registry=r,
         )
-        self.responsiveness = Histogram(
+        self.responsiveness = SignedHistogram(
             "veto_responsiveness_similar_share_change",
             "On a sampled dislike: relative change of the share of same-category items in the "
             "top-K, with the dislike vs without it (same history, same model)",

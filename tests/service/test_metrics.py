@@ -1,0 +1,150 @@
+"""/metrics: every name of the monitoring contract, bounded labels, counters that move with
+the API, and the online counterfactual responsiveness measured off the request path."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from svc_helpers import Serve, event
+
+from service.metrics import ServiceMetrics
+from service.model_holder import build_serving_model
+from service.responsiveness import similar_share_change
+from veto.artifacts import load_version
+from veto.events import EventType, HistoryEntry
+from veto.synthetic import SyntheticWorld
+
+pytestmark = pytest.mark.anyio
+
+SERVICE_METRICS = {
+    "veto_service_request_duration_seconds": "histogram",
+    "veto_recommendations_served": "counter",
+    "veto_feedback_events": "counter",
+    "veto_feedback_duplicates": "counter",
+    "veto_feedback_rejected": "counter",
+    "veto_disliked_item_served": "counter",
+    "veto_model_version": "gauge",
+    "veto_model_age_seconds": "gauge",
+    "veto_feedback_to_model_lag_seconds": "histogram",
+    "veto_model_swap_duration_seconds": "histogram",
+    "veto_model_swap_failures": "counter",
+    "veto_degraded_responses": "counter",
+    "veto_responsiveness_similar_share_change": "histogram",
+}
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def _cat_items(world: SyntheticWorld, category: str, n: int) -> list[str]:
+    return [i for i, c in zip(world.item_ids, world.categories, strict=True) if c == category][:n]
+
+
+def test_metrics_live_on_the_injected_registry() -> None:
+    registry = CollectorRegistry()
+    ServiceMetrics(registry)
+    kinds = {fam.name: fam.type for fam in registry.collect()}
+    assert kinds == SERVICE_METRICS
+    ServiceMetrics(CollectorRegistry())  # a second app in one process does not clash
+
+
+def test_share_change_histogram_buckets_cover_minus_one_to_one() -> None:
+    registry = CollectorRegistry()
+    ServiceMetrics(registry).responsiveness.observe(-1.0)
+    bounds = [
+        float(s.labels["le"])
+        for fam in registry.collect()
+        for s in fam.samples
+        if s.name == "veto_responsiveness_similar_share_change_bucket"
+    ]
+    assert min(bounds) <= -1.0 and 0.0 in bounds and 1.0 in bounds and math.inf in bounds
+
+
+async def test_counters_move_with_the_api_and_labels_are_route_templates(
+    serve: Serve, publish_version: Callable[..., Path]
+) -> None:
+    publish_version(1)
+    batch = {"events": [event("mo", "i1", "like", event_id="a"), event("mo", "i2", "skip")]}
+    async with serve() as (_, client):
+        await client.post("/v1/feedback", json=batch)
+        await client.post(
+            "/v1/feedback", json={"events": [event("mo", "i1", "like", event_id="a")]}
+        )
+        await client.post("/v1/feedback", json={"events": [event("mo", "ghost", "like")]})
+        await client.get("/v1/users/mo/recommendations?k=3")
+        await client.get("/v1/users/someone-else/recommendations?k=3")
+        await client.get("/v1/users/mo/recommendations?k=0")
+        text = (await client.get("/metrics")).text
+    got = _samples(text)
+    assert got[("veto_feedback_events_total", (("type", "like"),))] == 1
+    assert got[("veto_feedback_events_total", (("type", "skip"),))] == 1
+    assert got[("veto_feedback_events_total", (("type", "dislike"),))] == 0
+    assert got[("veto_feedback_duplicates_total", ())] == 1
+    assert got[("veto_feedback_rejected_total", ())] == 1
+    assert got[("veto_recommendations_served_total", ())] == 2
+    assert got[("veto_model_version", ())] == 1
+    route = "/v1/users/{user_id}/recommendations"
+    ok = (("method", "GET"), ("route", route), ("status", "200"))
+    bad = (("method", "GET"), ("route", route), ("status", "422"))
+    assert got[("veto_service_request_duration_seconds_count", ok)] == 2
+    assert got[("veto_service_request_duration_seconds_count", bad)] == 1
+    assert "mo" not in {v for (_, labels) in got for _, v in labels}
+    assert "someone-else" not in text
+
+
+async def test_a_sampled_dislike_observes_a_negative_similar_share_change(
+    serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
+) -> None:
+    publish_version(1)
+    likes = _cat_items(world, "c1", 2) + _cat_items(world, "c2", 2)
+    disliked = _cat_items(world, "c2", 3)[2]
+    async with serve(responsiveness_sample_rate=1.0, responsiveness_k=20) as (app, client):
+        await client.post(
+            "/v1/feedback", json={"events": [event("rita", i, "like") for i in likes]}
+        )
+        await app.state.services.probe.drain()
+        before = _samples((await client.get("/metrics")).text)
+        resp = await client.post(
+            "/v1/feedback", json={"events": [event("rita", disliked, "dislike")]}
+        )
+        await app.state.services.probe.drain()
+        after = _samples((await client.get("/metrics")).text)
+    assert resp.status_code == 200
+    name = "veto_responsiveness_similar_share_change"
+    assert before[(f"{name}_count", ())] == 0  # likes are not sampled
+    assert after[(f"{name}_count", ())] == 1
+    assert -1.0 <= after[(f"{name}_sum", ())] < 0.0
+
+
+async def test_no_sample_is_taken_at_rate_zero(
+    serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
+) -> None:
+    publish_version(1)
+    async with serve(responsiveness_sample_rate=0.0) as (app, client):
+        await client.post("/v1/feedback", json={"events": [event("sam", "i1", "dislike")]})
+        await app.state.services.probe.drain()
+        text = (await client.get("/metrics")).text
+    assert _samples(text)[("veto_responsiveness_similar_share_change_count", ())] == 0
+
+
+def test_share_change_is_none_without_similar_items_to_lose(
+    publish_version: Callable[..., Path], world: SyntheticWorld
+) -> None:
+    model = build_serving_model(load_version(publish_version(1)))
+    liked = [HistoryEntry(i, EventType.LIKE, 1.0) for i in _cat_items(world, "c1", 3)]
+    far = HistoryEntry(_cat_items(world, "c6", 1)[0], EventType.DISLIKE, 2.0)
+    near = HistoryEntry(_cat_items(world, "c1", 4)[3], EventType.DISLIKE, 2.0)
+    # Top-k of a c1 lover holds no c6 item: no share to change.
+    assert similar_share_change(model, user_id="x", history=liked, disliked=far, k=5) is None
+    change = similar_share_change(model, user_id="x", history=[near, *liked], disliked=near, k=50)
+    assert change is not None and -1.0 <= change <= 0.0
