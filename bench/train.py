@@ -9,7 +9,8 @@ warm-up). Users get 60 events each so most histories are full (50).
 Freshness: Redis, ``veto serve`` and ``veto train`` as subprocesses on a catalog bootstrapped
 with N items. Per trial: POST a dislike to /v1/feedback, then poll the user's
 recommendations until ``model_version`` is a version whose manifest watermark includes the
-event's stream id. Trials are spaced by more than the trainer's interval (an idle trainer).
+event's stream id. Trials are spaced by more than the trainer's interval (an idle
+trainer); a first warm-up trial is not counted.
 Writes JSON to bench/results/train.json.
 """
 
@@ -140,8 +141,9 @@ def freshness(n_items: int, *, trials: int, interval: float, workdir: Path) -> d
         client = redis.Redis.from_url(server.url, decode_responses=True)
         http = httpx.Client(base_url=url, timeout=30.0)
         lags: list[float] = []
-        for trial in range(trials):
-            user, item = f"u{trial}", f"i{(trial * 7919) % n_items}"
+        # Trial -1 warms up (the trainer may still be importing torch): not counted.
+        for trial in range(-1, trials):
+            user, item = f"u{trial + 1}", f"i{((trial + 1) * 7919) % n_items}"
             event_id = f"bench-{time.time_ns()}"
             body = {"events": [{"event_id": event_id, "user_id": user, "item_id": item,
                                 "type": "dislike"}]}  # fmt: skip
@@ -157,12 +159,14 @@ def freshness(n_items: int, *, trials: int, interval: float, workdir: Path) -> d
                         workdir / "artifacts", version, partition, stream_id
                     )
                 if checked[version]:
-                    lags.append(time.perf_counter() - t0)
+                    lag = time.perf_counter() - t0
                     break
                 time.sleep(0.05)
             else:
                 raise RuntimeError("no version trained on the dislike was served within 600 s")
-            print(f"  trial {trial}: {lags[-1]:.2f} s", flush=True)
+            print(f"  trial {trial}: {lag:.2f} s", flush=True)
+            if trial >= 0:
+                lags.append(lag)
             time.sleep(interval + 1.0)
         client.close()
         http.close()

@@ -70,6 +70,7 @@ def write_model(
     extra_checkpoint: Mapping[str, Any] | None = None,
     flat_max_items: int,
     nprobe: int,
+    index: Any | None = None,
 ) -> int:
     """Write the next version (atomically, with checkpoint.pt) and return its number.
 
@@ -93,6 +94,7 @@ def write_model(
         flat_max_items=flat_max_items,
         nprobe=nprobe,
         extra_files={CHECKPOINT: lambda path: torch.save(checkpoint, path)},
+        index=index,
     )
     return version
 

@@ -91,14 +91,17 @@ def make_examples(
 _TOWER = ("gate", "bias", "pos_logits", "type_logits", "proj_w", "proj_b")
 
 
-def _new_model(*, n_items: int, user_ids: list[str], config: TrainConfig) -> VetoModel:
+def _new_model(
+    *, n_items: int, user_ids: list[str], config: TrainConfig, random_items: bool = True
+) -> VetoModel:
     """A fresh model: random item rows, the near-identity initial encoder, zero user rows."""
     torch.manual_seed(config.seed)
     model = VetoModel(
         n_items=n_items, n_users=len(user_ids), dim=config.dim, history_len=config.history_len
     )
-    with torch.no_grad():
-        model.item_emb.weight.normal_(0.0, config.dim**-0.5)
+    if random_items:  # a warm start overwrites them: skip a pass over a large table
+        with torch.no_grad():
+            model.item_emb.weight.normal_(0.0, config.dim**-0.5)
     initial = UserEncoder.initial(
         dim=config.dim, history_len=config.history_len, n_types=len(EventType), seed=config.seed
     )
@@ -230,7 +233,9 @@ def fit_examples(
     if init is not None and init.checkpoint.get("catalog", digest) != digest:
         raise ConfigError("the warm start was trained on a different catalog")
 
-    model = _new_model(n_items=len(item_ids), user_ids=user_ids, config=config)
+    model = _new_model(
+        n_items=len(item_ids), user_ids=user_ids, config=config, random_items=init is None
+    )
     if init is not None:
         _warm_start(model, init, user_ids)
     sparse = RowWiseAdagrad(model.sparse_parameters(), lr=config.emb_lr)

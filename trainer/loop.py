@@ -31,6 +31,7 @@ from trainer.config import TrainConfig
 from trainer.examples import Examples
 from trainer.export import load_warm_start, write_model
 from trainer.fit import FitResult, fit_examples
+from trainer.index import refresh_index
 from trainer.metrics import TrainerMetrics, serve_metrics
 from trainer.replay import ReplayBuffer
 from trainer.rounds import fetch_histories, round_examples
@@ -56,6 +57,7 @@ class ModelState:
     result: FitResult
     config: TrainConfig
     replay: ReplayBuffer
+    index: Any | None  # the version's IVF index, updated round to round; None: flat, rebuilt
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class Trainer:
                 capacity=self.settings.replay_capacity,
                 history_len=config.history_len,
             ),
+            index=warm.version.index if manifest.index_type == "ivf" else None,
         )
         log.info("fine-tuning version %d (%d items)", current, len(warm.version.item_ids))
         return self.state
@@ -197,6 +200,8 @@ class Trainer:
         state.replay.add(new)
         watermark = merge_watermark(state.watermark, entries)
         write_started = time.perf_counter()
+        if state.index is not None:
+            refresh_index(state.index, state.result.vectors, result.vectors)
         version = write_model(
             self.settings.artifacts_dir,
             result=result,
@@ -209,6 +214,7 @@ class Trainer:
             extra_checkpoint={"replay": state.replay.state()},
             flat_max_items=self.settings.flat_max_items,
             nprobe=self.settings.nprobe,
+            index=state.index,
         )
         self.metrics.index_build.observe(time.perf_counter() - write_started)
         registry.publish(self.client, version)

@@ -53,7 +53,9 @@ class VetoModel(nn.Module):
 
     def __init__(self, *, n_items: int, n_users: int, dim: int, history_len: int) -> None:
         super().__init__()
-        self.item_emb = nn.Embedding(n_items, dim, sparse=True)
+        # Zeros: ``trainer.fit`` fills it (random or warm start), once: it is the one large
+        # table (N, D).
+        self.item_emb = nn.Embedding(n_items, dim, sparse=True, _weight=torch.zeros(n_items, dim))
         self.user_emb = nn.Embedding(max(n_users, 1), dim, sparse=True)
         self.n_users = n_users
         self.gate = nn.Parameter(torch.ones(N_EVENT_TYPES, dim))

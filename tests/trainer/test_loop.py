@@ -232,3 +232,23 @@ def test_a_failed_round_publishes_nothing_and_keeps_its_events_pending(
     assert _pending(redis_client) == 0
     client.close()
     other.close()
+
+
+def test_a_large_catalog_keeps_its_ivf_index_updated_row_by_row(
+    trainer_env: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VETO_FLAT_MAX_ITEMS", "50")  # 200 items: IVF
+    assert bootstrap.main(["--items", "200", "--epochs", "1", "--quiet"]) == 0
+    send(redis_client, "u1", "i1", EventType.DISLIKE)
+    trainer, _, client = _trainer()
+    assert trainer.run_once(max_events=10, first_wait=0.1) is not None
+    old, new = (load_version(version_dir(trainer_env, v)) for v in (1, 2))
+    assert new.manifest.index_type == "ivf"
+    vectors = np.asarray(new.vectors)
+    assert not np.array_equal(vectors, np.asarray(old.vectors))  # the round moved some rows
+    faiss_index = new.index
+    faiss_index.nprobe = faiss_index.nlist  # exhaustive: the index must hold exactly these
+    scores, ids = faiss_index.search(vectors, 1)
+    np.testing.assert_array_equal(ids[:, 0], np.arange(len(vectors)))
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    client.close()
