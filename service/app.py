@@ -58,7 +58,14 @@ def create_app(
         holder=holder,
         store=store,
         metrics=metrics,
-        recommender=Recommender(holder, store, popular, metrics, overfetch=settings.overfetch),
+        recommender=Recommender(
+            holder,
+            store,
+            popular,
+            metrics,
+            overfetch=settings.overfetch,
+            offload_min_cost=settings.offload_min_cost,
+        ),
         desk=FeedbackDesk(
             holder,
             store,

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -65,9 +66,23 @@ _POPULAR_PER_KEY = 1000
 class UserState:
     """What ranking needs about one user, read in one round trip."""
 
-    history: list[HistoryEntry]  # newest first
+    raw_history: tuple[str, ...]  # newest first, HistoryEntry.encode() strings
     disliked: frozenset[str] = field(default_factory=frozenset)
     liked: frozenset[str] = field(default_factory=frozenset)
+
+    @cached_property
+    def history(self) -> list[HistoryEntry]:
+        """The decoded history, newest first."""
+        return [HistoryEntry.decode(r) for r in self.raw_history]
+
+    def recent(self) -> list[tuple[str, int]]:
+        """(item id, type code) newest first: what the encoder reads. Skips building
+        HistoryEntry objects on the request path (format: HistoryEntry.encode)."""
+        out = []
+        for raw in self.raw_history:
+            code, item, _ = raw.split("|", 2)
+            out.append((item, int(code)))
+        return out
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,7 @@ class FeedbackStore:
         except RedisError as exc:
             raise StoreUnavailable(f"cannot read user state: {exc}") from exc
         return UserState(
-            history=[HistoryEntry.decode(r) for r in raw_hist],
+            raw_history=tuple(raw_hist),
             disliked=frozenset(disliked),
             liked=frozenset(liked),
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 import numpy.typing as npt
 
@@ -31,6 +32,7 @@ class ServingModel:
     category_codes: I32  # (N,) index into category_names, -1 = no category
     category_names: tuple[str, ...]
     loaded_at: float
+    search_cost: int = 0  # item vectors one index search compares against (flat: N)
 
     @property
     def number(self) -> int:
@@ -56,7 +58,18 @@ def build_serving_model(version: ModelVersion, *, now: float | None = None) -> S
         category_codes=codes,
         category_names=tuple(names),
         loaded_at=time.time() if now is None else now,
+        search_cost=_search_cost(version),
     )
+
+
+def _search_cost(version: ModelVersion) -> int:
+    """Vectors compared per query: all N for a flat index, the coarse centroids plus the
+    probed lists (on average) for IVF."""
+    n = version.manifest.n_items
+    if version.manifest.index_type != "ivf":
+        return n
+    nlist = int(faiss.extract_index_ivf(version.index).nlist)
+    return nlist + version.manifest.nprobe * -(-n // max(nlist, 1))
 
 
 class ModelHolder:

@@ -23,7 +23,7 @@ from service.schemas import Recommendations, ScoredItem, SimilarItems
 from veto.errors import InvalidInput, NoModelVersion, StoreUnavailable
 from veto.ids import is_valid_id
 
-_EMPTY = UserState(history=[])
+_EMPTY = UserState(raw_history=())
 
 
 def snapshot(holder: ModelHolder) -> ServingModel:
@@ -63,12 +63,14 @@ class Recommender:
         metrics: ServiceMetrics,
         *,
         overfetch: int,
+        offload_min_cost: int,
     ) -> None:
         self._holder = holder
         self._store = store
         self._popular = popular
         self._metrics = metrics
         self._overfetch = overfetch
+        self._offload_min_cost = offload_min_cost
 
     async def recommend(
         self,
@@ -92,11 +94,19 @@ class Recommender:
         if not include_seen:
             hidden |= state.liked
         blocked = model.rows_of(hidden)  # (B,)
-        rows, types = history_arrays(model, state.history)
+        rows, types = history_arrays(model, state.recent())
         popular = await self._popular.get() if not rows else []
-        ranked = await asyncio.to_thread(
-            self._rank, model, user_id, rows, types, popular, k=k, blocked=blocked, allowed=allowed
-        )
+        cost = model.search_cost if allowed is None else int(allowed.size)
+        if cost >= self._offload_min_cost:
+            ranked = await asyncio.to_thread(
+                self._rank, model, user_id, rows, types, popular,
+                k=k, blocked=blocked, allowed=allowed,
+            )  # fmt: skip
+        else:
+            # A small search costs less than the thread hop and its GIL hand-offs.
+            ranked = self._rank(
+                model, user_id, rows, types, popular, k=k, blocked=blocked, allowed=allowed
+            )
         self._metrics.recommendations_served.inc()
         if degraded:
             self._metrics.degraded_responses.inc()

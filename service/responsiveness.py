@@ -45,8 +45,10 @@ def similar_share_change(
     if disliked in without:
         without.remove(disliked)
     encoder, vectors = model.version.encoder, model.version.vectors
-    rows_wo, types_wo = history_arrays(model, without)
-    rows_w, types_w = history_arrays(model, [disliked, *without])
+    rows_wo, types_wo = history_arrays(model, [(e.item_id, int(e.type)) for e in without])
+    rows_w, types_w = history_arrays(
+        model, [(e.item_id, int(e.type)) for e in [disliked, *without]]
+    )
     top_wo = top_rows(model, encoder.encode(vectors, rows_wo, types_wo, user_id), k)  # (K,)
     top_w = top_rows(model, encoder.encode(vectors, rows_w, types_w, user_id), k)  # (K,)
     if top_wo.size == 0 or top_w.size == 0:

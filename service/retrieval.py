@@ -5,7 +5,7 @@ in a thread. Legend: N items, D dim, M candidates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +14,6 @@ import numpy.typing as npt
 from service.model_holder import ServingModel
 from service.ranking import fetch_size, scan_rows, select_top_k
 from veto.errors import InvalidInput
-from veto.events import HistoryEntry
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -29,20 +28,20 @@ class Ranked:
 
 
 def history_arrays(
-    model: ServingModel, history: Sequence[HistoryEntry]
+    model: ServingModel, history: Iterable[tuple[str, int]]
 ) -> tuple[list[int], list[int]]:
-    """Item rows and type codes of a history (newest first), skipping items this version
-    does not know, at most the encoder's history length."""
+    """Item rows and type codes of a history of (item id, type code), newest first,
+    skipping items this version does not know, at most the encoder's history length."""
     index = model.version.item_index
     limit = model.version.encoder.history_len
     rows: list[int] = []
     types: list[int] = []
-    for entry in history:
-        row = index.get(entry.item_id)
+    for item_id, type_code in history:
+        row = index.get(item_id)
         if row is None:
             continue
         rows.append(row)
-        types.append(int(entry.type))
+        types.append(type_code)
         if len(rows) == limit:
             break
     return rows, types

@@ -33,10 +33,12 @@ def build_router(settings: ServiceSettings) -> APIRouter:
         exclude: Annotated[list[str], Query(max_length=_MAX_EXCLUDES)] = [],  # noqa: B006
         category: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         include_seen: bool = False,
-    ) -> Recommendations:
-        return await recommender.recommend(
+    ) -> Response:
+        found = await recommender.recommend(
             user_id, k=k, exclude=exclude, category=category, include_seen=include_seen
         )
+        # Already a validated model: serialise once, skip FastAPI's second validation pass.
+        return Response(found.model_dump_json(), media_type="application/json")
 
     @router.post("/v1/feedback", response_model=FeedbackResult)
     async def feedback(

@@ -23,6 +23,9 @@ class ServiceSettings(CommonSettings):
     popular_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     popular_days: int = Field(default=7, ge=1, le=90)
     retry_after_seconds: int = Field(default=1, ge=1, le=3600)
+    # Searches comparing at least this many vectors (flat: N; IVF: centroids + probed
+    # lists) run in a worker thread; smaller ones run inline, cheaper than the thread hop.
+    offload_min_cost: int = Field(default=20_000, ge=0)
     # FAISS's own OpenMP threads per search: 1 keeps concurrent requests from fighting.
     faiss_threads: int = Field(default=1, ge=1, le=256)
     # When set, POST /v1/feedback needs it in the X-API-Key header.

@@ -41,12 +41,13 @@ async def test_recommendations_have_the_documented_shape(
     assert len(set(items_of(body))) == 7
 
 
+@pytest.mark.parametrize("offload_min_cost", [0, 10**9], ids=["in-thread", "inline"])
 async def test_recommendations_follow_the_history_and_match_exact_search(
-    serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
+    serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld, offload_min_cost: int
 ) -> None:
     publish_version(1)
     liked = _cat_items(world, "c2", 4)
-    async with serve() as (app, client):
+    async with serve(offload_min_cost=offload_min_cost) as (app, client):
         await client.post("/v1/feedback", json={"events": [event("bob", i, "like") for i in liked]})
         body = (await client.get("/v1/users/bob/recommendations", params={"k": 10})).json()
         model = app.state.services.holder.current
