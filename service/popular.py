@@ -27,15 +27,22 @@ class PopularCache:
         self._clock = clock
         self._items: list[tuple[str, float]] = []
         self._fetched_at: float | None = None
+        self._refreshing = False
 
     async def get(self) -> list[tuple[str, float]]:
-        """The cached list, refreshed when stale; the last good list when Redis is down."""
+        """The cached list, refreshed when stale; the last good list when Redis is down or
+        while another request is refreshing it (one refresh at a time, no herd)."""
         now = self._clock()
-        if self._fetched_at is not None and now - self._fetched_at < self._ttl:
+        fresh = self._fetched_at is not None and now - self._fetched_at < self._ttl
+        if fresh or self._refreshing:
             return self._items
+        self._refreshing = True
         try:
             self._items = await self._store.popular(days=self._days)
+            self._fetched_at = now
         except StoreUnavailable:
-            return self._items
-        self._fetched_at = now
+            # Redis is down: do not ask again before the TTL (reads must stay fast).
+            self._fetched_at = now
+        finally:
+            self._refreshing = False
         return self._items

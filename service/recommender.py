@@ -17,7 +17,6 @@ from service.feedback_store import FeedbackStore, UserState
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder, ServingModel
 from service.popular import PopularCache
-from service.ranking import served_disliked
 from service.retrieval import Ranked, category_rows, fallback, history_arrays, rank, user_vector
 from service.schemas import Recommendations, ScoredItem, SimilarItems
 from veto.errors import InvalidInput, NoModelVersion, StoreUnavailable
@@ -110,12 +109,14 @@ class Recommender:
         self._metrics.recommendations_served.inc()
         if degraded:
             self._metrics.degraded_responses.inc()
-        leaked = served_disliked(ranked.rows, model.rows_of(state.disliked))
+        items = _items(model, ranked)
+        # Checked on every response against the disliked set read for this request.
+        leaked = sum(1 for item in items if item.item_id in state.disliked)
         if leaked:
             self._metrics.disliked_item_served.inc(leaked)
         return Recommendations(
             user_id=user_id,
-            items=_items(model, ranked),
+            items=items,
             model_version=model.number,
             request_id=uuid.uuid4().hex,
             degraded=degraded,
