@@ -7,11 +7,11 @@ or item id.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.samples import Sample
 
+from service.signed_histogram import SignedHistogram
 from veto.events import EventType
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -37,21 +37,6 @@ _SHARE_CHANGE_BUCKETS = (
     2.0,
     5.0,
 )
-
-
-class SignedHistogram(Histogram):
-    """A histogram of values that may be negative which still exports ``_sum``.
-
-    prometheus-client drops ``_sum`` when the lowest bucket is negative (OpenMetrics wants a
-    ``_gsum`` there); the Prometheus text format served on /metrics has no such rule, and the
-    dashboard's mean responsiveness is ``rate(_sum) / rate(_count)``.
-    """
-
-    def _child_samples(self) -> Iterable[Sample]:
-        samples = list(super()._child_samples())
-        if not any(s.name == "_sum" for s in samples):
-            samples.append(Sample("_sum", {}, self._sum.get(), None, None))
-        return tuple(samples)
 
 
 class ServiceMetrics:
