@@ -5,7 +5,8 @@
     {"<objective>": {"recall@20": {"mean", "std", "values": [per seed]}, ...},
      "responsiveness": {"<variant>": {"objective", "relative_change", ...}},
      "config": {...the run: dataset, split, seeds, train config...},
-     "summary": {"dislike@20_change", "recall@20_change"}  # last objective vs first}
+     "summary": {"dislike@20_change", "recall@20_change"},  # last objective vs first
+     "reference": {"popularity": {...metrics as above}}  # most-liked items, same ranking code}
 
 NaN (a metric with nothing to count) is written as null so any JSON parser reads the file.
 Files are first written to a staging directory beside ``--out`` and moved in only when all
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 LossHistory = Sequence[Mapping[str, float]]
-RESERVED_KEYS = ("responsiveness", "config", "summary")
+RESERVED_KEYS = ("responsiveness", "config", "summary", "reference")
 LOSS_KEYS = ("total", "softmax", "ntr")  # the rest of a FitResult log is bookkeeping
 FILES = ("results.json", "report.md", "metrics.png", "loss.png", "responsiveness.png")
 
@@ -101,7 +102,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         metrics = list(next(iter(objectives.values())))
         lines.append("| objective | " + " | ".join(metrics) + " |")
         lines.append("|---|" + "---|" * len(metrics))
-        for name, row in objectives.items():
+        references = {f"{k} (reference)": v for k, v in results.get("reference", {}).items()}
+        for name, row in {**objectives, **references}.items():
             cells = [f"{_fmt(row[m]['mean'])} ± {_fmt(row[m]['std'])}" for m in metrics]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")

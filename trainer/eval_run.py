@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainer.eval_baseline import popularity_metrics
 from trainer.eval_data import EvalData, load_eval_data, split_for_seed
 from trainer.eval_metrics import evaluate_model
 from trainer.eval_options import EvalOptions
@@ -136,9 +137,15 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
     seed0_split: Split | None = None
     eval_users: list[int] = []
     train_seconds = 0.0
+    reference: list[dict[str, float]] = []
+    item_index = {item: i for i, item in enumerate(data.item_ids)}
     for seed in range(options.seeds):
         split = split_for_seed(data, options, seed=seed)
         eval_users.append(split.eval_users)
+        users = build_eval_users(
+            split.train, split.test, item_index=item_index, history_len=1
+        )  # the baseline reads no history
+        reference.append(popularity_metrics(split.train, users, item_index=item_index))
         if seed == 0:
             seed0_split = split
         for objective in options.objectives:
@@ -159,6 +166,7 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
     objectives = {o: summarize(runs) for o, runs in per_seed.items()}
     results: dict[str, Any] = dict(objectives)
     results["summary"] = comparison(objectives)
+    results["reference"] = {"popularity": summarize(reference)}
     if options.responsiveness:
         assert seed0_split is not None
         sim_started = time.perf_counter()

@@ -56,6 +56,7 @@ def test_quick_eval_writes_a_complete_report(world_csv: Path, tmp_path: Path) ->
     assert -5.0 < variants["dislike feature only"]["dislike_gate_mean"] < 5.0
     assert results["config"]["seeds"] == 2 and results["config"]["split"] == "random"
     assert results["summary"]["baseline"] == "ssm"
+    assert len(results["reference"]["popularity"]["recall@20"]["values"]) == 2
     assert {p.name for p in out.iterdir()} == {
         "results.json", "report.md", "metrics.png", "loss.png", "responsiveness.png",
     }  # fmt: skip
