@@ -59,6 +59,13 @@ for i = 0, n - 1 do
 end
 return {accepted, duplicates, flags}
 """
+# KEYS history, disliked, liked; ARGV history length. One command instead of a pipeline:
+# the same single round trip, less client-side work on the request path.
+_READ_USER = """
+return {redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1),
+        redis.call('SMEMBERS', KEYS[2]),
+        redis.call('SMEMBERS', KEYS[3])}
+"""
 _POPULAR_PER_KEY = 1000
 
 
@@ -127,6 +134,7 @@ class FeedbackStore:
         self.history_len = history_len
         self.dedupe_ttl_seconds = dedupe_ttl_seconds
         self._script = client.register_script(_WRITE_BATCH)
+        self._read = client.register_script(_READ_USER)
 
     async def ping(self) -> bool:
         """True when Redis answers."""
@@ -136,14 +144,12 @@ class FeedbackStore:
             return False
 
     async def read_user(self, user_id: str) -> UserState:
-        """History (newest first), disliked and liked items of a user, one pipeline."""
+        """History (newest first), disliked and liked items of a user, one round trip."""
         uk = keys.UserKeys(user_id, self.partitions)
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.lrange(uk.history, 0, self.history_len - 1)
-                pipe.smembers(uk.disliked)
-                pipe.smembers(uk.liked)
-                raw_hist, disliked, liked = await pipe.execute()
+            raw_hist, disliked, liked = await self._read(
+                keys=[uk.history, uk.disliked, uk.liked], args=[self.history_len]
+            )
         except RedisError as exc:
             raise StoreUnavailable(f"cannot read user state: {exc}") from exc
         return UserState(
