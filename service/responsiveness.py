@@ -89,8 +89,10 @@ class ResponsivenessProbe:
         self._queue: asyncio.Queue[_Sample] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
 
-    def offer(self, events: Iterable[FeedbackEvent]) -> None:
-        """Queue a sample of the dislikes among ``events`` (accepted ones); never blocks."""
+    async def offer(self, events: Iterable[FeedbackEvent]) -> None:
+        """Queue a sample of the dislikes among ``events`` (accepted ones); never blocks.
+        A coroutine so that a background task runs it on the event loop: asyncio.Queue is
+        not thread-safe, and Starlette runs plain functions in a thread."""
         for ev in events:
             if ev.type != EventType.DISLIKE or self._rate <= 0 or self._rng.random() >= self._rate:
                 continue
@@ -128,6 +130,11 @@ class ResponsivenessProbe:
                 log.exception("responsiveness measurement failed")
             finally:
                 self._queue.task_done()
+
+    @property
+    def pending(self) -> int:
+        """Samples queued and not measured yet."""
+        return self._queue.qsize()
 
     async def drain(self) -> None:
         """Wait until every queued sample was measured."""
