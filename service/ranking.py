@@ -61,10 +61,3 @@ def scan_rows(vectors: F32, rows: I64, query: F32) -> tuple[F32, I64]:
     (N, D): the search used when a category filter leaves too few index candidates."""
     scores = (np.asarray(vectors[rows]) @ query).astype(np.float32)  # (R,)
     return scores, rows.astype(np.int64)
-
-
-def served_disliked(rows: I64, disliked: I64) -> int:
-    """How many returned rows are in the user's disliked rows (must always be 0)."""
-    if rows.size == 0 or disliked.size == 0:
-        return 0
-    return int(np.isin(rows, disliked).sum())

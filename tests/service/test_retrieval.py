@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.model_holder import ServingModel, build_serving_model
-from service.ranking import fetch_size, select_top_k, served_disliked
+from service.ranking import fetch_size, select_top_k
 from service.retrieval import category_rows, fallback, search
 from veto.artifacts import load_version
 from veto.errors import InvalidInput
@@ -59,9 +59,3 @@ def test_fallback_fills_from_recent_likes_then_the_model_then_the_catalog(
 def test_unknown_category_is_invalid_input(model: ServingModel) -> None:
     with pytest.raises(InvalidInput):
         category_rows(model, "no-such-category")
-
-
-def test_served_disliked_counts_the_overlap() -> None:
-    rows = np.array([1, 2, 3], dtype=np.int64)
-    assert served_disliked(rows, np.array([3, 9], dtype=np.int64)) == 1
-    assert served_disliked(rows, np.empty(0, dtype=np.int64)) == 0
