@@ -49,6 +49,12 @@ def _published(client: redis.Redis) -> int | None:
         return None
 
 
+def _status(message: str, progress: bool) -> None:
+    """A line for the steps without a progress bar (they can take a while on 1M items)."""
+    if progress:
+        print(f"veto bootstrap: {message}", flush=True)
+
+
 def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis) -> int:
     """Bootstrap with parsed arguments; returns the version published (0 if skipped)."""
     progress = not args.quiet
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
         threads=settings.threads,
     )
     started = time.perf_counter()
+    _status(f"loading dataset {args.dataset} ...", progress)
     dataset = load_dataset(
         args.dataset,
         args.path,
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
         capacity=settings.replay_capacity, history_len=config.history_len, seed=args.seed
     )
     replay.add(examples)
+    _status(f"writing the version ({len(dataset.item_ids)} items, index, checkpoint) ...", progress)
     version = write_model(
         settings.artifacts_dir,
         result=result,
