@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run up-prometheus test lint typecheck format bench-serve bench-train clean
+.PHONY: install run up-prometheus test lint typecheck format bench-serve bench-train bench bench-full clean
 
 install: $(STAMP)
 
@@ -41,6 +41,14 @@ bench-serve: install
 
 bench-train: install
 	$(BIN)/python -m bench.train $(ARGS)
+
+# The benchmark suite (bench/run.py): quick, 100k items, a few minutes; results in bench/results/.
+bench: install
+	$(BIN)/python -m bench.run $(ARGS)
+
+# 100k and 1M items, longer runs. The soak: make bench ARGS="--only soak --soak-seconds 600".
+bench-full: install
+	$(BIN)/python -m bench.run --full $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,133 @@
+"""Child processes of the harness: ``veto serve``, ``veto train`` and the bare FastAPI
+references, each logging to a file (a pipe nobody reads would block a long soak)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import wait_ready
+from veto.redis_server import free_port
+
+PARTITIONS = 8
+HISTORY_LEN = 50
+
+
+def veto_env(*, redis_url: str, artifacts: Path, api_key: str | None = None) -> dict[str, str]:
+    """The ``VETO_*`` environment of the service and the trainer."""
+    env = {
+        **os.environ,
+        "VETO_REDIS_URL": redis_url,
+        "VETO_ARTIFACTS_DIR": str(artifacts),
+        "VETO_STREAM_PARTITIONS": str(PARTITIONS),
+        "VETO_HISTORY_LEN": str(HISTORY_LEN),
+    }
+    if api_key:
+        env["VETO_API_KEY"] = api_key
+    return env
+
+
+@dataclass
+class Child:
+    """A started child process and its log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_bytes(self) -> int:
+        """Resident set size now (VmRSS of /proc/<pid>/status)."""
+        return rss_bytes(self.proc.pid)
+
+    def tail(self, lines: int = 20) -> str:
+        """The end of its log, for error messages."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 15 s."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS of a process in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024  # the kernel reports kB
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def start(name: str, cmd: list[str], *, env: dict[str, str], logdir: Path, port: int = 0) -> Child:
+    """Start ``cmd`` with its stdout and stderr in ``logdir/<name>.log``."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    log = logdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Child(name=name, proc=proc, log=log, port=port)
+
+
+def ready(child: Child, *, timeout: float = 300.0) -> Child:
+    """Wait until the child's /readyz answers 200; fail with its log tail if it died."""
+    try:
+        wait_ready(f"{child.url}/readyz", timeout=timeout)
+    except TimeoutError as exc:
+        raise RuntimeError(f"{child.name} not ready:\n{child.tail()}") from exc
+    return child
+
+
+def serve(*, env: dict[str, str], logdir: Path, name: str = "service") -> Child:
+    """``veto serve`` on a free port (one uvicorn worker), started and ready."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "veto.cli", "serve", "--port", str(port), "--log-level", "warning"]
+    return ready(start(name, cmd, env=env, logdir=logdir, port=port))
+
+
+def bare(factory: str, *, env: dict[str, str], logdir: Path, name: str) -> Child:
+    """A bare FastAPI reference app (``module:factory``) in uvicorn with one worker, ready."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        factory,
+        "--factory",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    return ready(start(name, cmd, env=env, logdir=logdir, port=port))
+
+
+def train(*, env: dict[str, str], logdir: Path, interval: float) -> Child:
+    """``veto train`` with a round every ``interval`` seconds and no metrics server."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "veto.cli",
+        "train",
+        "--metrics-port",
+        "0",
+        "--interval",
+        str(interval),
+    ]
+    return start("trainer", cmd, env=env, logdir=logdir)

@@ -1,0 +1,164 @@
+"""Soak: Redis, ``veto serve`` and ``veto train`` (a round every few seconds) under a
+constant 90 % GET / 10 % feedback POST load for a long run. Zero failed requests; service
+RSS growth from the end of the first minute (or the first fifth of a shorter run) to the
+end under 5 %."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import procs
+from bench.loadgen import GET, POST, Mix, start_load
+from bench.report import Figure
+from bench.stack import API_KEY
+from veto import registry
+from veto.redis_server import RedisServer
+
+MIB = 1024**2
+
+
+def _bootstrap(env: dict[str, str], n_items: int, logdir: Path) -> None:
+    """``veto bootstrap`` a synthetic catalog (version 1 with a trainer checkpoint)."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    with (logdir / "bootstrap.log").open("wb") as log:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "veto.cli",
+                "bootstrap",
+                "--items",
+                str(n_items),
+                "--epochs",
+                "1",
+                "--quiet",
+            ],
+            env=env,
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _current(url: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        return registry.current(client)
+    finally:
+        client.close()
+
+
+def measure(
+    workdir: Path,
+    *,
+    n_items: int,
+    seconds: float,
+    concurrency: int,
+    interval: float,
+    sample_every: float = 5.0,
+) -> tuple[list[Figure], dict[str, Any]]:
+    """Run the soak for ``seconds`` of measured load and sample the service's RSS."""
+    server = RedisServer(data_dir=workdir / "redis", appendfsync="always").start()
+    children: list[procs.Child] = []
+    logdir = workdir / "logs"
+    try:
+        env = procs.veto_env(redis_url=server.url, artifacts=workdir / "artifacts", api_key=API_KEY)
+        env["VETO_INTERVAL_SECONDS"] = str(interval)
+        t0 = time.perf_counter()
+        _bootstrap(env, n_items, logdir)
+        bootstrap_seconds = time.perf_counter() - t0
+        service = procs.serve(env=env, logdir=logdir)
+        children.append(service)
+        trainer = procs.train(env=env, logdir=logdir, interval=interval)
+        children.append(trainer)
+        users = max(500, n_items // 20)  # veto bootstrap's synthetic users
+        mix = Mix(
+            get_paths=tuple(f"/v1/users/u{u}/recommendations?k=10" for u in range(users)),
+            post_share=0.1,
+            batch=1,
+            users=users,
+            items=n_items,
+            api_key=API_KEY,
+        )
+        first_version = _current(server.url)
+        warmup = 5.0
+        run = start_load(service.url, mix, concurrency=concurrency, duration=seconds, warmup=warmup)
+        samples: list[tuple[float, int]] = []
+        try:
+            end = time.monotonic() + warmup + seconds + 1.0
+            while time.monotonic() < end:
+                if service.proc.poll() is not None or trainer.proc.poll() is not None:
+                    raise RuntimeError(f"a process died:\n{service.tail()}\n{trainer.tail()}")
+                samples.append((time.monotonic(), service.rss_bytes()))
+                time.sleep(sample_every)
+        except BaseException:
+            run.kill()
+            raise
+        records = run.result()
+        samples.append((time.monotonic(), service.rss_bytes()))
+        last_version = _current(server.url)
+        trainer_rss = trainer.rss_bytes()
+    finally:
+        for child in children:
+            child.stop()
+        server.stop()
+    base_at = records.measure_from + min(60.0, seconds / 5)
+    base = next((rss for t, rss in samples if t >= base_at), samples[-1][1])
+    final = samples[-1][1]
+    growth = 100.0 * (final - base) / base
+    whole = records.window()
+    figures = [
+        Figure(
+            "failed requests",
+            float(whole["failed"]),
+            "",
+            "must be",
+            0.0,
+            aim="0",
+            passed=whole["failed"] == 0,
+        ),
+        Figure(
+            "service RSS growth, first minute to end",
+            round(growth, 2),
+            "%",
+            "limit",
+            5.0,
+            aim="< 5 %",
+            passed=growth < 5.0,
+        ),
+        Figure(
+            "versions published during the soak",
+            float(last_version - first_version),
+            "",
+            "seconds / trainer interval",
+            round(seconds / interval, 1),
+        ),
+    ]
+    details = {
+        "seconds": seconds,
+        "items": n_items,
+        "users": users,
+        "concurrency": concurrency,
+        "trainer_interval_s": interval,
+        "bootstrap_seconds": round(bootstrap_seconds, 1),
+        "mix": "90 % GET recommendations, 10 % POST feedback (single events)",
+        "whole_run": whole,
+        "get": records.window(kind=GET),
+        "post": records.window(kind=POST),
+        "statuses": records.statuses,
+        "rss_baseline_mib": round(base / MIB, 1),
+        "rss_end_mib": round(final / MIB, 1),
+        "rss_max_mib": round(max(r for _, r in samples) / MIB, 1),
+        "rss_samples_mib": [
+            [round(t - records.measure_from, 1), round(r / MIB, 1)] for t, r in samples
+        ],
+        "trainer_rss_end_mib": round(trainer_rss / MIB, 1),
+        "versions": [first_version, last_version],
+    }
+    return figures, details
