@@ -131,3 +131,16 @@ def train(*, env: dict[str, str], logdir: Path, interval: float) -> Child:
         str(interval),
     ]
     return start("trainer", cmd, env=env, logdir=logdir)
+
+
+def scrape(child: Child) -> dict[str, float]:
+    """The child's /metrics as {sample name: value summed over labels}."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{child.url}/metrics", timeout=10.0).text
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
+    return totals

@@ -21,6 +21,15 @@ from veto import registry
 from veto.redis_server import RedisServer
 
 MIB = 1024**2
+_METRICS = (
+    "veto_disliked_item_served_total",
+    "veto_model_swap_failures_total",
+    "veto_model_swap_duration_seconds_count",
+    "veto_degraded_responses_total",
+    "veto_feedback_events_total",
+    "veto_feedback_duplicates_total",
+    "veto_recommendations_served_total",
+)
 
 
 def _bootstrap(env: dict[str, str], n_items: int, logdir: Path) -> None:
@@ -102,6 +111,7 @@ def measure(
             raise
         records = run.result()
         samples.append((time.monotonic(), service.rss_bytes()))
+        metrics = procs.scrape(service)
         last_version = _current(server.url)
         trainer_rss = trainer.rss_bytes()
     finally:
@@ -133,6 +143,15 @@ def measure(
             passed=growth < 5.0,
         ),
         Figure(
+            "disliked items served",
+            metrics.get("veto_disliked_item_served_total", -1.0),
+            "",
+            "must be",
+            0.0,
+            aim="0",
+            passed=metrics.get("veto_disliked_item_served_total") == 0.0,
+        ),
+        Figure(
             "versions published during the soak",
             float(last_version - first_version),
             "",
@@ -160,5 +179,6 @@ def measure(
         ],
         "trainer_rss_end_mib": round(trainer_rss / MIB, 1),
         "versions": [first_version, last_version],
+        "service_metrics": {k: v for k, v in metrics.items() if k in _METRICS},
     }
     return figures, details

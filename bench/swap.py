@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from bench import procs
 from bench.loadgen import Mix, start_load
 from bench.report import Figure
 from bench.stack import Stack, publish, write_next_version
@@ -61,6 +62,7 @@ def measure(
         run.kill()
         raise
     records = run.result()
+    metrics = procs.scrape(stack.service)
     window_end = max(seen + 1.0, published + 2.0)
     whole = records.window()
     before = records.window(until=published)
@@ -96,6 +98,8 @@ def measure(
         "during_swap_window": during,
         "after": after,
         "statuses": records.statuses,
+        "swaps": metrics.get("veto_model_swap_duration_seconds_count"),
+        "swap_failures": metrics.get("veto_model_swap_failures_total"),
         "concurrency": concurrency,
         "duration_s": duration,
         "warmup_s": warmup,
