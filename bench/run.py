@@ -271,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)])
     runner = Runner(args.out_dir, command)
     for n_items in p.catalogs:
-        _serving_stack(runner, p, chosen, n_items)
+        try:
+            _serving_stack(runner, p, chosen, n_items)
+        except Exception as exc:  # a stack that does not start must not stop the others
+            print(f"   FAILED: stack of {n_items} items: {type(exc).__name__}: {exc}", flush=True)
+            runner.failed.append(f"stack_{_label(n_items)}")
     if "training" in chosen:
         runner.run("training", lambda: _training(p))
     if "freshness" in chosen:
