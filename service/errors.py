@@ -77,6 +77,9 @@ def validation_details(errors: Sequence[Any]) -> dict[str, list[dict[str, Any]]]
         index: int | None = None
         if len(rest) >= 2 and rest[0] == "events" and isinstance(rest[1], int):
             index, rest = rest[1], rest[2:]
+        elif len(rest) == 2 and isinstance(rest[1], int):
+            # One element of a list parameter (``exclude``): the list is the field.
+            index, rest = rest[1], rest[:1]
         field = ".".join(str(p) for p in rest) or location
         out.append(
             {"location": location, "index": index, "field": field, "message": err.get("msg", "")}
@@ -115,6 +118,12 @@ def install(
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (bytes that are not UTF-8 JSON):
+            # the same 422 as any other malformed body, as documented in the spec.
+            return JSONResponse(
+                error_body("invalid_input", "request body is not valid JSON"), status_code=422
+            )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(code, str(exc.detail)),

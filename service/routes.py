@@ -3,19 +3,38 @@ built per app."""
 
 # No `from __future__ import annotations`: FastAPI reads the local Annotated aliases at runtime.
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Path, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import StringConstraints
 
 from service.deps import ApiKey, DeskDep, RecommenderDep, ServicesDep
 from service.errors import error_body
-from service.schemas import FeedbackBatch, FeedbackResult, Health, Recommendations, SimilarItems
+from service.schemas import (
+    ErrorBody,
+    FeedbackBatch,
+    FeedbackResult,
+    Health,
+    Recommendations,
+    SimilarItems,
+)
 from service.settings import ServiceSettings
 from veto.ids import ID_PATTERN
 
 _MAX_EXCLUDES = 1000
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for error answers in the one error shape (Retry-After on 503)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        doc: dict[str, Any] = {"model": ErrorBody}
+        if status == 503:
+            doc["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+        out[status] = doc
+    return out
 
 
 def build_router(settings: ServiceSettings) -> APIRouter:
@@ -24,13 +43,19 @@ def build_router(settings: ServiceSettings) -> APIRouter:
     UserId = Annotated[str, Path(pattern=ID_PATTERN)]
     ItemId = Annotated[str, Path(pattern=ID_PATTERN)]
     K = Annotated[int, Query(ge=1, le=settings.max_k)]
+    ExcludeId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
-    @router.get("/v1/users/{user_id}/recommendations", response_model=Recommendations)
+    @router.get(
+        "/v1/users/{user_id}/recommendations",
+        response_model=Recommendations,
+        responses=_errors(422, 503),
+    )
     async def recommendations(
         user_id: UserId,
         recommender: RecommenderDep,
         k: K = 10,
-        exclude: Annotated[list[str], Query(max_length=_MAX_EXCLUDES)] = [],  # noqa: B006
+        # Item-level pattern: documents (and bounds) the longest valid URL.
+        exclude: Annotated[list[ExcludeId], Query(max_length=_MAX_EXCLUDES)] = [],  # noqa: B006
         category: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         include_seen: bool = False,
     ) -> Response:
@@ -40,7 +65,9 @@ def build_router(settings: ServiceSettings) -> APIRouter:
         # Already a validated model: serialise once, skip FastAPI's second validation pass.
         return Response(found.model_dump_json(), media_type="application/json")
 
-    @router.post("/v1/feedback", response_model=FeedbackResult)
+    @router.post(
+        "/v1/feedback", response_model=FeedbackResult, responses=_errors(401, 413, 422, 503)
+    )
     async def feedback(
         batch: FeedbackBatch,
         desk: DeskDep,
@@ -53,7 +80,11 @@ def build_router(settings: ServiceSettings) -> APIRouter:
         background.add_task(services.probe.offer, written.new_events)
         return result
 
-    @router.get("/v1/items/{item_id}/similar", response_model=SimilarItems)
+    @router.get(
+        "/v1/items/{item_id}/similar",
+        response_model=SimilarItems,
+        responses=_errors(404, 422, 503),
+    )
     async def similar(item_id: ItemId, recommender: RecommenderDep, k: K = 10) -> SimilarItems:
         return await recommender.similar(item_id, k=k)
 
@@ -61,7 +92,7 @@ def build_router(settings: ServiceSettings) -> APIRouter:
     async def healthz() -> Health:
         return Health(status="ok")
 
-    @router.get("/readyz", response_model=Health)
+    @router.get("/readyz", response_model=Health, responses=_errors(503))
     async def readyz(services: ServicesDep) -> Response:
         model = services.holder.current
         if model is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -57,3 +57,15 @@ class FeedbackResult(BaseModel):
 class Health(BaseModel):
     status: str
     model_version: int | None = None
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """The one JSON error shape of every non-2xx answer (documented in the OpenAPI spec)."""
+
+    error: ErrorInfo
