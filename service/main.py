@@ -12,8 +12,6 @@ from pydantic import ValidationError
 from service.app import create_app
 from service.settings import ServiceSettings
 
-_MAX_REQUEST_HEAD_BYTES = 512 * 1024
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veto serve", description="Run the Veto HTTP service.")
@@ -48,8 +46,5 @@ def main(argv: list[str]) -> int:
         workers=1,
         log_level=args.log_level,
         access_log=False,
-        # The request head must fit the longest URL the spec allows (1000 excludes of 128
-        # id characters, some percent-encoded): h11's 16 KiB default answers a bare 400.
-        h11_max_incomplete_event_size=_MAX_REQUEST_HEAD_BYTES,
     )
     return 0

@@ -23,7 +23,10 @@ from service.schemas import (
 from service.settings import ServiceSettings
 from veto.ids import ID_PATTERN
 
-_MAX_EXCLUDES = 1000
+# The longest valid URL (this many excludes of 128 id characters, ":" and "@" percent-encoded,
+# about 40 KB) must stay under the HTTP parser's 64 KiB request-line limit, which answers a
+# bare, undocumented 400 (1000 excludes did not fit).
+_MAX_EXCLUDES = 100
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -54,7 +57,7 @@ def build_router(settings: ServiceSettings) -> APIRouter:
         user_id: UserId,
         recommender: RecommenderDep,
         k: K = 10,
-        # Item-level pattern: documents (and bounds) the longest valid URL.
+        # Item-level pattern: documents (and, with the count, bounds) the longest valid URL.
         exclude: Annotated[list[ExcludeId], Query(max_length=_MAX_EXCLUDES)] = [],  # noqa: B006
         category: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         include_seen: bool = False,

@@ -1,0 +1,152 @@
+"""Access control and input limits (issue 6 item 4) not already covered by test_feedback_api
+(missing/wrong/right key, byte and batch limits, malformed events): the open mode, the key
+checked before the body, reads that need no key, bad ids in URLs, undecodable bodies, and the
+longest valid URL through a real ``veto serve``."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import redis
+from processes import ServeProcess, veto_env
+from svc_helpers import Serve, event
+
+from veto import keys
+from veto.keys import UserKeys
+
+pytestmark = pytest.mark.anyio
+
+
+def _written(client: redis.Redis) -> list[str]:
+    """Every key a request could have created (the model pointer is not one)."""
+    return sorted(k for k in client.keys("*") if k != keys.MODEL_POINTER)
+
+
+async def test_without_a_configured_key_feedback_is_open(
+    serve: Serve, publish_version: Callable[..., Path], redis_client: redis.Redis
+) -> None:
+    publish_version(1)
+    async with serve(api_key=None) as (_, client):
+        bare = await client.post("/v1/feedback", json={"events": [event("open", "i1", "like")]})
+        # A key sent anyway is not an error either.
+        keyed = await client.post(
+            "/v1/feedback",
+            json={"events": [event("open", "i2", "like")]},
+            headers={"X-API-Key": "anything"},
+        )
+    assert bare.status_code == 200 and keyed.status_code == 200
+    assert redis_client.smembers(UserKeys("open", 8).liked) == {"i1", "i2"}
+
+
+@pytest.mark.parametrize(
+    "given", ["", "S3CRET", "s3cret ", "s3cre", "s3cret" * 50, "s3cr\u00e9t"], ids=repr
+)
+async def test_near_miss_keys_are_refused_and_checked_before_the_body(
+    serve: Serve, publish_version: Callable[..., Path], redis_client: redis.Redis, given: str
+) -> None:
+    publish_version(1)
+    async with serve(api_key="s3cret") as (_, client):
+        good_body = await client.post(
+            "/v1/feedback",
+            json={"events": [event("kay", "i1", "like")]},
+            headers=[(b"X-API-Key", given.encode())],
+        )
+        # A wrong key with a malformed body gets 401, not a validation report.
+        bad_body = await client.post(
+            "/v1/feedback", content=b"not json", headers={"X-API-Key": "nope"}
+        )
+    assert good_body.status_code == 401 and good_body.json()["error"]["code"] == "unauthorized"
+    assert bad_body.status_code == 401
+    assert _written(redis_client) == []
+
+
+async def test_reads_need_no_key(serve: Serve, publish_version: Callable[..., Path]) -> None:
+    publish_version(1)
+    async with serve(api_key="s3cret") as (_, client):
+        recs = await client.get("/v1/users/u1/recommendations?k=3")
+        similar = await client.get("/v1/items/i1/similar?k=3")
+    assert recs.status_code == 200 and similar.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/users/a%7Bb%7D/recommendations",  # a brace would break the hash tag
+        "/v1/users/a%7Cb/recommendations",  # "|" is the history separator
+        "/v1/users/a%0Ab/recommendations",
+        "/v1/users/" + "u" * 129 + "/recommendations",
+        "/v1/users/%C3%A9/recommendations",
+        "/v1/items/i%7B1%7D/similar",
+        "/v1/users/u/recommendations?exclude=i1&exclude=" + "x" * 129,
+    ],
+)
+async def test_bad_ids_in_urls_get_422_and_touch_no_user_key(
+    serve: Serve, publish_version: Callable[..., Path], redis_client: redis.Redis, path: str
+) -> None:
+    publish_version(1)
+    async with serve() as (_, client):
+        resp = await client.get(path)
+    assert resp.status_code == 422
+    assert resp.json()["error"]["code"] == "invalid_input"
+    assert _written(redis_client) == []
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe\x00", b'{"events": [\xc3\x28]}'])
+async def test_undecodable_bodies_get_422_in_the_error_shape(
+    serve: Serve, publish_version: Callable[..., Path], redis_client: redis.Redis, body: bytes
+) -> None:
+    publish_version(1)
+    async with serve() as (_, client):
+        resp = await client.post(
+            "/v1/feedback", content=body, headers={"content-type": "application/json"}
+        )
+    assert resp.status_code == 422
+    assert resp.json()["error"]["code"] == "invalid_input"
+    assert _written(redis_client) == []
+
+
+def test_the_longest_valid_url_is_served_by_a_real_process(
+    publish_version: Callable[..., Path], redis_url: str, artifacts_dir: Path, tmp_path: Path
+) -> None:
+    """100 excludes of 128 characters, ":" and "@" percent-encoded (~40 KB of URL): within
+    the HTTP parser's 64 KiB request line; one more exclude is a 422 in the error shape."""
+    publish_version(1)
+    env = veto_env(redis_url=redis_url, artifacts_dir=str(artifacts_dir))
+    proc = ServeProcess(env=env, log_path=tmp_path / "serve.log").start()
+    try:
+        proc.wait_ready()
+        excludes = [f"i:{n:04d}@" + "x" * 121 for n in range(100)]
+        assert all(len(x) == 128 for x in excludes)
+        resp = _get(
+            proc.port,
+            "/v1/users/u1/recommendations?"
+            + urlencode([("k", "5"), ("exclude", "i1"), *[("exclude", x) for x in excludes[:99]]]),
+        )
+        too_many = _get(
+            proc.port,
+            "/v1/users/u1/recommendations?"
+            + urlencode([("exclude", "i1"), *[("exclude", x) for x in excludes]]),
+        )
+    finally:
+        proc.stop()
+    status, body = resp
+    assert status == 200, body[:300]
+    items = [x["item_id"] for x in json.loads(body)["items"]]
+    assert len(items) == 5 and "i1" not in items
+    assert too_many[0] == 422, too_many[1][:300]
+
+
+def _get(port: int, target: str) -> tuple[int, str]:
+    """A GET with a raw request target, sent as it is."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", target)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
