@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from trainer.config import TrainConfig
+from trainer.faults import crash_point
 from trainer.fit import FitResult
 from veto.artifacts import (
     CHECKPOINT,
@@ -93,10 +94,15 @@ def write_model(
         watermark=watermark,
         flat_max_items=flat_max_items,
         nprobe=nprobe,
-        extra_files={CHECKPOINT: lambda path: torch.save(checkpoint, path)},
+        extra_files={CHECKPOINT: lambda path: _save_checkpoint(checkpoint, path)},
         index=index,
     )
     return version
+
+
+def _save_checkpoint(checkpoint: Mapping[str, Any], path: Path) -> None:
+    torch.save(dict(checkpoint), path)
+    crash_point("mid_export")  # the temp dir holds files but is not renamed yet
 
 
 def load_warm_start(path: Path) -> WarmStart:

@@ -6,9 +6,11 @@ from the user's history before it, mix in a replay sample, fine-tune warm-starte
 current version, write the next version, publish it, and only then ack the events.
 
 Crash safety: an event is acked only after a version trained on it is published, so a crash
-re-reads it (at-least-once). A version directory appears complete or not at all
-(``write_version`` renames a finished temp dir) and its number is max(on disk) + 1, refused if
-it exists. At most one round starts per ``--interval`` unless ``--max-events`` are waiting.
+re-reads it; a re-read event already inside the published version's watermark (killed between
+publish and ack) is acked without training again, so each is trained on once. A version
+directory appears complete or not at all (``write_version`` renames a finished temp dir) and
+its number is max(on disk) + 1, refused if it exists. At most one round starts per
+``--interval`` unless ``--max-events`` are waiting.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pydantic import ValidationError
 from trainer.config import TrainConfig
 from trainer.examples import Examples
 from trainer.export import load_warm_start, write_model
+from trainer.faults import crash_point
 from trainer.fit import FitResult, fit_examples
 from trainer.index import refresh_index
 from trainer.metrics import TrainerMetrics, serve_metrics
@@ -160,6 +163,27 @@ class Trainer:
                 time.sleep(min(0.05, max(0.0, interval_end - time.monotonic())))
         return entries
 
+    def settle_trained(self, state: ModelState, *, count: int) -> int:
+        """Ack this consumer's pending entries that the current version already trained on;
+        how many.
+
+        A trainer killed after publishing a version but before acking its events re-reads
+        them as its own pending entries: they are inside that version's watermark (stream
+        ids increase per partition, and a consumer trains its own pending entries, oldest
+        first, before any newer one), so training on them again would count them twice.
+        Entries claimed from another consumer are not settled: their history is unknown."""
+        done = state.watermark.stream_ids
+        trained = [
+            e
+            for e in self.reader.own_pending(count=count)
+            if str(e.partition) in done
+            and stream_id_key(e.entry_id) <= stream_id_key(done[str(e.partition)])
+        ]
+        if trained:
+            self.reader.ack(trained)
+            log.info("acked %d entries already in version %d", len(trained), state.version)
+        return len(trained)
+
     def train_round(self, state: ModelState, entries: list[Entry]) -> RoundReport:
         """Fine-tune on ``entries``, publish the next version, then ack them."""
         started = time.perf_counter()
@@ -197,6 +221,7 @@ class Trainer:
             config=config,
             init=state.result,
         )
+        crash_point("after_fit")
         state.replay.add(new)
         watermark = merge_watermark(state.watermark, entries)
         write_started = time.perf_counter()
@@ -217,7 +242,9 @@ class Trainer:
             index=state.index,
         )
         self.metrics.index_build.observe(time.perf_counter() - write_started)
+        crash_point("before_publish")
         registry.publish(self.client, version)
+        crash_point("before_ack")
         self.reader.ack(entries)
         previous = state.version
         state.version, state.result, state.watermark = version, result, watermark
@@ -243,6 +270,7 @@ class Trainer:
         state = self.load_current()
         if state is None:
             raise NoModelVersion("no model version is published: run `veto bootstrap` first")
+        self.settle_trained(state, count=max_events)
         entries = self.collect(
             max_events=max_events, first_wait=first_wait, interval_end=time.monotonic()
         )
@@ -265,6 +293,7 @@ class Trainer:
                     log.info("no model version published yet; waiting")
                     stop.wait(interval)
                     continue
+                self.settle_trained(state, count=max_events)
                 entries = self.collect(
                     max_events=max_events,
                     first_wait=1.0,

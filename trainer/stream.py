@@ -83,9 +83,13 @@ class FeedbackReader:
                 out.append(_parse(stream, self.partition[stream], entry_id, fields))
         return out
 
+    def own_pending(self, *, count: int) -> list[Entry]:
+        """This consumer's delivered-but-unacked entries (at most ``count`` per stream)."""
+        return self._read(dict.fromkeys(self.streams, "0"), count=count, block_ms=None)
+
     def pending(self, *, count: int) -> list[Entry]:
         """This consumer's delivered-but-unacked entries, then stale ones of others."""
-        entries = self._read(dict.fromkeys(self.streams, "0"), count=count, block_ms=None)
+        entries = self.own_pending(count=count)
         for stream in self.streams:
             if len(entries) >= count:
                 break
