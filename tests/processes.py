@@ -25,7 +25,9 @@ def veto_env(**veto: str) -> dict[str, str]:
     return env
 
 
-def eventually(check: Callable[[], bool], *, timeout: float, what: str, every: float = 0.05) -> None:
+def eventually(
+    check: Callable[[], bool], *, timeout: float, what: str, every: float = 0.05
+) -> None:
     """Poll ``check`` until it is true; AssertionError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not check():
