@@ -16,7 +16,7 @@ from service.deps import Services
 from service.feedback import FeedbackDesk
 from service.feedback_store import FeedbackStore, connect
 from service.metrics import ServiceMetrics
-from service.middleware import BodyLimit, RequestTiming
+from service.middleware import ApiKeyGuard, BodyLimit, RequestTiming
 from service.model_holder import ModelHolder
 from service.popular import PopularCache
 from service.recommender import Recommender
@@ -123,5 +123,8 @@ def create_app(
     )
     app.include_router(build_router(settings))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outside the body limit: an unauthenticated write is refused before its body is read.
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    app.add_middleware(ApiKeyGuard, api_key=api_key, routes=frozenset({("POST", "/v1/feedback")}))
     app.add_middleware(RequestTiming, metrics=metrics)
     return app

@@ -1,8 +1,9 @@
 """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): request timing per
-route template, and the request body size limit."""
+route template, the API key on writes, and the request body size limit."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from typing import Any
@@ -86,15 +87,46 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class ApiKeyGuard:
+    """Refuses requests to ``routes`` (method, path) without the configured ``X-API-Key``
+    (401) before their body is read or parsed: an unauthenticated client learns nothing about
+    its body. (The route's own dependency checks again and documents the header.)"""
+
+    def __init__(
+        self, app: ASGIApp, *, api_key: str | None, routes: frozenset[tuple[str, str]]
+    ) -> None:
+        self.app = app
+        self.expected = None if api_key is None else api_key.encode()
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.expected is None
+            or scope["type"] != "http"
+            or (scope["method"], scope["path"]) not in self.routes
+        ):
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-api-key", b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        await _send_json(send, 401, error_body("unauthorized", "missing or wrong X-API-Key"))
+
+
 async def _too_large(send: Send, limit: int) -> None:
     payload: dict[str, Any] = error_body(
         "too_large", f"request body above {limit} bytes", {"max_body_bytes": limit}
     )
+    await _send_json(send, 413, payload)
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     raw = json.dumps(payload).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(raw)).encode()),

@@ -56,12 +56,17 @@ async def test_near_miss_keys_are_refused_and_checked_before_the_body(
             json={"events": [event("kay", "i1", "like")]},
             headers=[(b"X-API-Key", given.encode())],
         )
-        # A wrong key with a malformed body gets 401, not a validation report.
+        # A wrong key gets 401 before the body is read: no validation report, no size check.
         bad_body = await client.post(
-            "/v1/feedback", content=b"not json", headers={"X-API-Key": "nope"}
+            "/v1/feedback",
+            content=b"{not json",
+            headers={"X-API-Key": "nope", "content-type": "application/json"},
+        )
+        too_large = await client.post(
+            "/v1/feedback", content=b"x" * 2_000_000, headers={"X-API-Key": "nope"}
         )
     assert good_body.status_code == 401 and good_body.json()["error"]["code"] == "unauthorized"
-    assert bad_body.status_code == 401
+    assert bad_body.status_code == 401 and too_large.status_code == 401
     assert _written(redis_client) == []
 
 
@@ -85,15 +90,29 @@ async def test_reads_need_no_key(serve: Serve, publish_version: Callable[..., Pa
         "/v1/users/u/recommendations?exclude=i1&exclude=" + "x" * 129,
     ],
 )
-async def test_bad_ids_in_urls_get_422_and_touch_no_user_key(
+async def test_bad_ids_in_urls_get_422_before_any_redis_read_or_write(
     serve: Serve, publish_version: Callable[..., Path], redis_client: redis.Redis, path: str
 ) -> None:
     publish_version(1)
     async with serve() as (_, client):
+        before = _user_reads(redis_client)
         resp = await client.get(path)
+        after_bad = _user_reads(redis_client)
+        good = await client.get("/v1/users/u/recommendations?exclude=i1")
+        after_good = _user_reads(redis_client)
     assert resp.status_code == 422
     assert resp.json()["error"]["code"] == "invalid_input"
     assert _written(redis_client) == []
+    # The bad request never reached a user's keys; the control request did.
+    assert after_bad == before
+    assert good.status_code == 200 and after_good > after_bad
+
+
+def _user_reads(client: redis.Redis) -> int:
+    """Calls of the commands that read a user's or the popular keys (scripts, ZREVRANGE)."""
+    stats = client.info("commandstats")
+    names = ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_evalsha_ro", "cmdstat_zrevrange")
+    return sum(int(stats[n]["calls"]) for n in names if n in stats)
 
 
 @pytest.mark.parametrize("body", [b"\xff\xfe\x00", b'{"events": [\xc3\x28]}'])

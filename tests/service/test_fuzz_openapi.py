@@ -92,3 +92,17 @@ def test_every_response_matches_the_spec_and_none_is_a_5xx(
         timeout=10,
     )
     assert service.running, service.log()
+
+
+@schema.include(method="POST", path="/v1/feedback").parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_feedback_without_the_key_is_refused_in_the_documented_shape(
+    case: schemathesis.Case, service: ServeProcess
+) -> None:
+    # The X-API-Key header as schemathesis generates it (absent or random): never the key, so
+    # every write is refused with 401 whatever its body (even one too large or not JSON).
+    response = case.call_and_validate(base_url=service.url, timeout=10)
+    # (The coverage phase also tries other methods on the path: those get 405.)
+    expected = 401 if case.method.upper() == "POST" else 405
+
+    assert response.status_code == expected, response.text
