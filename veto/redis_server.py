@@ -92,8 +92,17 @@ class RedisServer:
                 try:
                     # Another server already on this port would answer PING too: only
                     # our own process id counts as started.
-                    if int(client.info("server")["process_id"]) == self.process.pid:
-                        return self
+                    info = client.info()
+                    if int(info["process_id"]) == self.process.pid:
+                        if not int(info.get("loading", 0)):  # INFO answers while AOF loads
+                            return self
+                        if time.monotonic() > deadline:
+                            self.stop()
+                            raise ConfigError(
+                                f"redis-server still loading its data after {timeout} s"
+                            )
+                        time.sleep(0.02)
+                        continue
                     self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired as exc:
                     self.stop()
