@@ -172,19 +172,26 @@ def _positive(stack: Stack, promql: str) -> bool:
 def test_prometheus_scrapes_responsiveness_and_lag_after_feedback(stack: Stack) -> None:
     api = f"http://127.0.0.1:{stack.port}"
     users = [f"user-{i}" for i in range(6)]
-    events = []
+    likes, dislikes = [], []
     for n, user in enumerate(users):
         status, recs = _http("GET", f"{api}/v1/users/{user}/recommendations?k=10")
         assert status == 200, recs
-        items = [i["item_id"] for i in recs["items"]]
-        events.append(
-            {"event_id": f"e{n}-d", "user_id": user, "item_id": items[0], "type": "dislike"}
+        item = recs["items"][n]["item_id"]
+        likes.append({"event_id": f"e{n}-l", "user_id": user, "item_id": item, "type": "like"})
+    headers = {"X-API-Key": API_KEY}
+    status, body = _http("POST", f"{api}/v1/feedback", body={"events": likes}, headers=headers)
+    assert (status, body) == (200, {"accepted": len(likes), "duplicates": 0})
+    # As in production, users dislike what they were shown: the top item after their like,
+    # so the counterfactual has similar items to move away from.
+    for n, user in enumerate(users):
+        status, recs = _http("GET", f"{api}/v1/users/{user}/recommendations?k=10")
+        assert status == 200, recs
+        item = recs["items"][0]["item_id"]
+        dislikes.append(
+            {"event_id": f"e{n}-d", "user_id": user, "item_id": item, "type": "dislike"}
         )
-        events.append({"event_id": f"e{n}-l", "user_id": user, "item_id": items[1], "type": "like"})
-    status, body = _http(
-        "POST", f"{api}/v1/feedback", body={"events": events}, headers={"X-API-Key": API_KEY}
-    )
-    assert (status, body) == (200, {"accepted": len(events), "duplicates": 0})
+    status, body = _http("POST", f"{api}/v1/feedback", body={"events": dislikes}, headers=headers)
+    assert (status, body) == (200, {"accepted": len(dislikes), "duplicates": 0})
 
     # Both processes are scraped.
     _eventually(lambda: len(stack.query("up == 1")) == 2, timeout=30, what="both targets up")
