@@ -10,14 +10,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
+from processes import veto_env
+from version_factory import small_world, write_demo_version
 
-from veto import keys
+from veto import keys, registry
 from veto.events import EventType, HistoryEntry
 from veto.keys import UserKeys
+from veto.redis_server import RedisServer
 
 _TYPES = ("like", "dislike", "click", "skip")
 
@@ -150,3 +154,34 @@ def assert_all_acked_stored(
             histories[e.user_id] = set(hist)
     lost = [e.event_id for e in acked if e.history_entry() not in histories[e.user_id]]
     assert not lost, f"{len(lost)} acknowledged events missing from histories: {lost[:5]}"
+
+
+@dataclass(frozen=True)
+class DurableSetup:
+    """A durable Redis with version 1 of a small catalog published, and the env to serve it."""
+
+    server: RedisServer
+    item_ids: list[str]
+    env: dict[str, str]
+
+
+def durable_setup(tmp_path: Path, *, seed: int, partitions: int, **veto: str) -> DurableSetup:
+    """Redis with ``appendfsync always`` (every acknowledged write is on disk), version 1
+    published, and a ``veto serve`` env keeping every event in the histories."""
+    server = RedisServer(data_dir=tmp_path / "redis", appendfsync="always").start()
+    world = small_world(n_items=200, seed=seed)
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    write_demo_version(artifacts, 1, world=world)
+    client = redis.Redis.from_url(server.url)
+    registry.publish(client, 1)
+    client.close()
+    env = veto_env(
+        redis_url=server.url,
+        artifacts_dir=str(artifacts),
+        stream_partitions=str(partitions),
+        history_len="1000",  # nothing trimmed: every acknowledged event stays checkable
+        responsiveness_sample_rate="0",
+        **veto,
+    )
+    return DurableSetup(server, list(world.item_ids), env)

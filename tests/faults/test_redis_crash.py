@@ -13,11 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from feedback_load import FeedbackLoad, assert_all_acked_stored
-from processes import ServeProcess, eventually, veto_env
-from version_factory import small_world, write_demo_version
+from feedback_load import FeedbackLoad, assert_all_acked_stored, durable_setup
+from processes import ServeProcess, eventually
 
-from veto import registry
 from veto.redis_server import RedisServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
@@ -35,26 +33,12 @@ class Stack:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     """Its own durable Redis, version 1 published, and ``veto serve`` ready on it."""
-    server = RedisServer(data_dir=tmp_path / "redis", appendfsync="always").start()
-    world = small_world(n_items=200, seed=5)
-    artifacts = tmp_path / "artifacts"
-    artifacts.mkdir()
-    write_demo_version(artifacts, 1, world=world)
-    client = redis.Redis.from_url(server.url)
-    registry.publish(client, 1)
-    client.close()
-    env = veto_env(
-        redis_url=server.url,
-        artifacts_dir=str(artifacts),
-        stream_partitions=str(PARTITIONS),
-        history_len="1000",  # nothing trimmed: every acknowledged event stays checkable
-        redis_timeout_seconds="0.5",
-        responsiveness_sample_rate="0",
-    )
+    setup = durable_setup(tmp_path, seed=5, partitions=PARTITIONS, redis_timeout_seconds="0.5")
+    server, env = setup.server, setup.env
     serve = ServeProcess(env=env, log_path=tmp_path / "serve.log").start()
     try:
         serve.wait_ready()
-        yield Stack(server, serve, list(world.item_ids))
+        yield Stack(server, serve, setup.item_ids)
     finally:
         serve.stop()
         server.stop()

@@ -12,11 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from feedback_load import FeedbackLoad, assert_all_acked_stored
-from processes import ServeProcess, eventually, veto_env
-from version_factory import small_world, write_demo_version
+from feedback_load import FeedbackLoad, assert_all_acked_stored, durable_setup
+from processes import ServeProcess, eventually
 
-from veto import registry
 from veto.redis_server import RedisServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(150)]
@@ -34,28 +32,14 @@ class Replicas:
 
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[Replicas]:
-    server = RedisServer(data_dir=tmp_path / "redis", appendfsync="always").start()
-    world = small_world(n_items=200, seed=7)
-    artifacts = tmp_path / "artifacts"
-    artifacts.mkdir()
-    write_demo_version(artifacts, 1, world=world)
-    client = redis.Redis.from_url(server.url)
-    registry.publish(client, 1)
-    client.close()
-    env = veto_env(
-        redis_url=server.url,
-        artifacts_dir=str(artifacts),
-        stream_partitions=str(PARTITIONS),
-        history_len="1000",
-        api_key=API_KEY,
-        responsiveness_sample_rate="0",
-    )
+    setup = durable_setup(tmp_path, seed=7, partitions=PARTITIONS, api_key=API_KEY)
+    server, env = setup.server, setup.env
     a = ServeProcess(env=env, log_path=tmp_path / "a.log").start()
     b = ServeProcess(env=env, log_path=tmp_path / "b.log").start()
     try:
         a.wait_ready()
         b.wait_ready()
-        yield Replicas(server, a, b, list(world.item_ids))
+        yield Replicas(server, a, b, setup.item_ids)
     finally:
         a.stop()
         b.stop()
