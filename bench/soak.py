@@ -1,13 +1,18 @@
 """Soak: Redis, ``veto serve`` and ``veto train`` (a round every few seconds) under a
 constant 90 % GET / 10 % feedback POST load for a long run. Zero failed requests; service
-RSS growth from the end of the first minute (or the first fifth of a shorter run) to the
-end under 5 %."""
+RSS growth under 5 %, from the median of the window after the first minute to the median of
+the last minute (windows of a fifth of a shorter run). RSS moves in steps of one model
+version while a swap holds two, so a single sample at each end would measure the phase of
+that sawtooth, not growth; the single-sample figure and the fitted slope are kept in the
+details."""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +123,7 @@ def measure(
         for child in children:
             child.stop()
         server.stop()
-    base_at = records.measure_from + min(60.0, seconds / 5)
-    base = next((rss for t, rss in samples if t >= base_at), samples[-1][1])
-    final = samples[-1][1]
-    growth = 100.0 * (final - base) / base
+    growth = rss_growth(samples, start=records.measure_from, seconds=seconds)
     whole = records.window()
     figures = [
         Figure(
@@ -134,13 +136,13 @@ def measure(
             passed=whole["failed"] == 0,
         ),
         Figure(
-            "service RSS growth, first minute to end",
-            round(growth, 2),
+            "service RSS growth, median of minute 2 to median of the last minute",
+            growth.median_percent,
             "%",
             "limit",
             5.0,
             aim="< 5 %",
-            passed=growth < 5.0,
+            passed=growth.median_percent < 5.0,
         ),
         Figure(
             "disliked items served",
@@ -171,8 +173,7 @@ def measure(
         "get": records.window(kind=GET),
         "post": records.window(kind=POST),
         "statuses": records.statuses,
-        "rss_baseline_mib": round(base / MIB, 1),
-        "rss_end_mib": round(final / MIB, 1),
+        "rss_growth": growth.as_dict(),
         "rss_max_mib": round(max(r for _, r in samples) / MIB, 1),
         "rss_samples_mib": [
             [round(t - records.measure_from, 1), round(r / MIB, 1)] for t, r in samples
@@ -182,3 +183,44 @@ def measure(
         "service_metrics": {k: v for k, v in metrics.items() if k in _METRICS},
     }
     return figures, details
+
+
+@dataclass(frozen=True)
+class RssGrowth:
+    """Service RSS growth over a soak, three ways (MiB and percent)."""
+
+    base_median_mib: float  # window right after the warm-up minute
+    end_median_mib: float  # last window
+    median_percent: float
+    first_sample_mib: float  # single samples at the same two points
+    last_sample_mib: float
+    point_percent: float
+    slope_mib_per_min: float  # least squares over every sample after the warm-up minute
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def rss_growth(samples: list[tuple[float, int]], *, start: float, seconds: float) -> RssGrowth:
+    """Growth between the median RSS of the window after the first minute and the median of
+    the last window; a window is a minute, or a fifth of a run shorter than five minutes."""
+    window = min(60.0, seconds / 5)
+    after = [(t, r / MIB) for t, r in samples if t >= start + window]
+    if len(after) < 2:
+        raise ValueError("too few RSS samples after the warm-up window")
+    end = after[-1][0]
+    base = [r for t, r in after if t < start + 2 * window] or [after[0][1]]
+    last = [r for t, r in after if t >= end - window]
+    base_med, last_med = statistics.median(base), statistics.median(last)
+    times = [(t - start) / 60.0 for t, _ in after]
+    slope = statistics.linear_regression(times, [r for _, r in after]).slope
+    first, final = after[0][1], after[-1][1]
+    return RssGrowth(
+        base_median_mib=round(base_med, 1),
+        end_median_mib=round(last_med, 1),
+        median_percent=round(100.0 * (last_med - base_med) / base_med, 2),
+        first_sample_mib=round(first, 1),
+        last_sample_mib=round(final, 1),
+        point_percent=round(100.0 * (final - first) / first, 2),
+        slope_mib_per_min=round(slope, 2),
+    )

@@ -45,8 +45,21 @@ class ServingModel:
         return np.asarray(found, dtype=np.int64)
 
 
-def build_serving_model(version: ModelVersion, *, now: float | None = None) -> ServingModel:
-    """Precompute the category lookups of the category filter."""
+def build_serving_model(
+    version: ModelVersion, *, now: float | None = None, previous: ServingModel | None = None
+) -> ServingModel:
+    """Precompute the category lookups of the category filter (or take ``previous``'s when
+    the version shares its category list)."""
+    loaded_at = time.time() if now is None else now
+    if previous is not None and previous.version.categories is version.categories:
+        return ServingModel(
+            version=version,
+            category_rows=previous.category_rows,
+            category_codes=previous.category_codes,
+            category_names=previous.category_names,
+            loaded_at=loaded_at,
+            search_cost=_search_cost(version),
+        )
     names: dict[str, int] = {}
     codes = np.full(len(version.categories), -1, dtype=np.int32)  # (N,)
     for row, cat in enumerate(version.categories):
@@ -57,7 +70,7 @@ def build_serving_model(version: ModelVersion, *, now: float | None = None) -> S
         category_rows={c: np.flatnonzero(codes == i).astype(np.int64) for c, i in names.items()},
         category_codes=codes,
         category_names=tuple(names),
-        loaded_at=time.time() if now is None else now,
+        loaded_at=loaded_at,
         search_cost=_search_cost(version),
     )
 

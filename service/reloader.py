@@ -28,9 +28,15 @@ from veto.errors import ArtifactError, StoreUnavailable
 log = logging.getLogger(__name__)
 
 
-def load_serving_model(root: Path, version: int) -> ServingModel:
-    """Load, validate and index one version (blocking: run it in a thread)."""
-    return build_serving_model(load_version(version_dir(root, version)))
+def load_serving_model(
+    root: Path, version: int, previous: ServingModel | None = None
+) -> ServingModel:
+    """Load, validate and index one version (blocking: run it in a thread). What the new
+    version shares byte for byte with ``previous`` is reused rather than rebuilt."""
+    loaded = load_version(
+        version_dir(root, version), previous=None if previous is None else previous.version
+    )
+    return build_serving_model(loaded, previous=previous)
 
 
 class Reloader:
@@ -78,7 +84,7 @@ class Reloader:
     async def _swap(self, wanted: int, served: ServingModel | None) -> bool:
         started = time.perf_counter()
         try:
-            model = await asyncio.to_thread(load_serving_model, self._root, wanted)
+            model = await asyncio.to_thread(load_serving_model, self._root, wanted, served)
         except ArtifactError as exc:
             self._refused = wanted
             self._metrics.model_swap_failures.inc()

@@ -15,6 +15,7 @@ from bench import procs
 from bench.loadgen import GET, POST, Mix, Records, run_mix, start_load
 from bench.report import Figure, load_all, save, summary_markdown
 from bench.run import main as run_main
+from bench.soak import MIB, rss_growth
 
 
 def _records() -> Records:
@@ -59,6 +60,28 @@ def test_mix_rejects_bad_settings(kwargs: dict[str, float]) -> None:
 def test_start_load_rejects_bad_durations() -> None:
     with pytest.raises(ValueError):
         start_load("http://127.0.0.1:1", Mix(post_share=1.0), concurrency=0, duration=1, warmup=0)
+
+
+def _rss(t: float, mib: float) -> tuple[float, int]:
+    return (t, int(mib * MIB))
+
+
+def test_rss_growth_ignores_the_phase_of_a_version_sawtooth() -> None:
+    # One sample every 5 s for 10 min; RSS holds one or two 30 MiB versions in turn.
+    flat = [_rss(t, 340.0 + 30.0 * ((t // 15) % 2)) for t in range(0, 600, 5)]
+    growth = rss_growth(flat, start=0.0, seconds=600.0)
+    assert growth.median_percent == pytest.approx(0.0, abs=5.0)
+    assert abs(growth.slope_mib_per_min) < 2.0
+    # The same sawtooth on a leak of 10 MiB a minute is caught by both measures.
+    leaking = [(t, r + int(10 * MIB * t / 60)) for t, r in flat]
+    leak = rss_growth(leaking, start=0.0, seconds=600.0)
+    assert leak.median_percent > 15.0
+    assert leak.slope_mib_per_min == pytest.approx(10.0, rel=0.2)
+
+
+def test_rss_growth_needs_samples_after_the_warm_up() -> None:
+    with pytest.raises(ValueError, match="too few"):
+        rss_growth([_rss(0.0, 100.0), _rss(30.0, 100.0)], start=0.0, seconds=600.0)
 
 
 def test_figure_ratio_is_none_without_a_reference() -> None:

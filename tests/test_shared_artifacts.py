@@ -228,3 +228,34 @@ def test_prune_keeps_newest_and_protected(artifacts_dir: Path) -> None:
     assert list_versions(artifacts_dir) == [1, 4, 5]
     assert prune(artifacts_dir, keep=5) == []
     assert list_versions(artifacts_dir) == [1, 4, 5]
+
+
+def test_unchanged_catalog_is_shared_with_the_previous_version(artifacts_dir: Path) -> None:
+    world = small_world()
+    first = load_version(write_demo_version(artifacts_dir, 1, world=world))
+    again = load_version(write_demo_version(artifacts_dir, 2, world=world), previous=first)
+
+    assert again.item_ids is first.item_ids and again.item_index is first.item_index
+    assert again.categories is first.categories
+    assert again.encoder.user_index is first.encoder.user_index
+    assert again.version == 2 and again.index is not first.index
+
+
+def test_changed_catalog_is_read_from_the_new_version(artifacts_dir: Path) -> None:
+    first = load_version(write_demo_version(artifacts_dir, 1, world=small_world(seed=0)))
+    other = small_world(n_items=300, seed=1)
+    path = write_demo_version(artifacts_dir, 2, world=other)
+    loaded = load_version(path, previous=first)
+
+    assert loaded.item_ids == other.item_ids and loaded.item_ids is not first.item_ids
+    assert loaded.categories == other.categories
+    assert loaded.item_index[other.item_ids[-1]] == 299
+
+
+def test_tampered_catalog_is_refused_even_with_a_previous_version(artifacts_dir: Path) -> None:
+    world = small_world()
+    first = load_version(write_demo_version(artifacts_dir, 1, world=world))
+    path = write_demo_version(artifacts_dir, 2, world=world)
+    (path / artifacts.ITEM_IDS).write_text(json.dumps(list(reversed(world.item_ids))))
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_version(path, previous=first)

@@ -105,14 +105,16 @@ class UserEncoder:
             np.savez(fh, **{name: getattr(self, name) for name in ARRAY_NAMES})
 
     @classmethod
-    def load(cls, path: Path, user_ids: list[str]) -> UserEncoder:
+    def load(cls, path: Path, user_ids: list[str] | dict[str, int]) -> UserEncoder:
+        """The arrays of ``path``; ``user_ids`` in row order, or an already built index."""
         with np.load(path) as data:
             arrays = {
                 name: np.ascontiguousarray(data[name], dtype=np.float32) for name in ARRAY_NAMES
             }
         if arrays["user_emb"].shape[0] != len(user_ids):
             raise ValueError("user_emb rows do not match user_ids")
-        return cls(**arrays, user_index={u: i for i, u in enumerate(user_ids)})
+        index = user_ids if isinstance(user_ids, dict) else {u: i for i, u in enumerate(user_ids)}
+        return cls(**arrays, user_index=index)
 
     @classmethod
     def initial(cls, *, dim: int, history_len: int, n_types: int, seed: int = 0) -> UserEncoder:

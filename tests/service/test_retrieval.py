@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from version_factory import small_world, write_demo_version
 
 from service.model_holder import ServingModel, build_serving_model
 from service.ranking import fetch_size, select_top_k
+from service.reloader import load_serving_model
 from service.retrieval import category_rows, fallback, search
 from veto.artifacts import load_version
 from veto.errors import InvalidInput
@@ -59,3 +61,18 @@ def test_fallback_fills_from_recent_likes_then_the_model_then_the_catalog(
 def test_unknown_category_is_invalid_input(model: ServingModel) -> None:
     with pytest.raises(InvalidInput):
         category_rows(model, "no-such-category")
+
+
+def test_category_lookups_follow_the_catalog_across_swaps(
+    model: ServingModel, artifacts_dir: Path
+) -> None:
+    same = load_serving_model(artifacts_dir, 1, model)
+    assert same.category_codes is model.category_codes
+    assert category_rows(same, "c3") is category_rows(model, "c3")
+
+    other = small_world(n_items=120, seed=7)
+    write_demo_version(artifacts_dir, 2, world=other)
+    changed = load_serving_model(artifacts_dir, 2, model)
+    expected = [row for row, cat in enumerate(other.categories) if cat == "c3"]
+    rows = category_rows(changed, "c3")
+    assert rows is not None and rows.tolist() == expected
