@@ -1,15 +1,16 @@
 """Follows the model-version pointer and hot-swaps versions.
 
 Invariants (with ``service.model_holder``): a version is loaded and validated off the event
-loop (``asyncio.to_thread``) and swapped in as one reference; a version that fails to load is
-refused, logged and counted, and not retried until the pointer moves to another version;
-publishing an older version swaps back to it (rollback). Pub/sub gives prompt notice, polling
-every ``poll_interval`` covers lost notices and Redis restarts.
+loop, on one dedicated loader thread, and swapped in as one reference; a version that fails
+to load is refused, logged and counted, and not retried until the pointer moves to another
+version; publishing an older version swaps back to it (rollback). Pub/sub gives prompt
+notice, polling every ``poll_interval`` covers lost notices and Redis restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import logging
@@ -60,6 +61,12 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Every load on the same thread: glibc gives each thread its own malloc arena, and a
+        # version freed in one arena is only reused by loads on that thread. Spread over the
+        # default executor's threads, each arena kept a dead version (soak RSS +28 %).
+        self._loader = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="veto-model-loader"
+        )
 
     async def pointer(self) -> int | None:
         """The published version, None when none is; StoreUnavailable when Redis is down."""
@@ -84,7 +91,10 @@ class Reloader:
     async def _swap(self, wanted: int, served: ServingModel | None) -> bool:
         started = time.perf_counter()
         try:
-            model = await asyncio.to_thread(load_serving_model, self._root, wanted, served)
+            loop = asyncio.get_running_loop()
+            model = await loop.run_in_executor(
+                self._loader, load_serving_model, self._root, wanted, served
+            )
         except ArtifactError as exc:
             self._refused = wanted
             self._metrics.model_swap_failures.inc()
@@ -146,6 +156,7 @@ class Reloader:
             await asyncio.wait({task}, timeout=self._interval)
         if task is not None and not task.cancelled() and task.exception() is not None:
             log.error("model reloader ended with %r", task.exception())
+        self._loader.shutdown(wait=False, cancel_futures=True)
 
 
 async def _close(pubsub: aioredis.client.PubSub | None) -> None:

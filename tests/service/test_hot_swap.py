@@ -4,6 +4,7 @@ keeps serving, rolls back to an older one, and drops no request while swapping."
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from svc_helpers import Serve, event
+
+from service import reloader
 
 pytestmark = pytest.mark.anyio
 
@@ -104,3 +107,27 @@ async def test_swaps_under_concurrent_requests_fail_no_request(
         await asyncio.gather(*workers)
     assert statuses and set(statuses) == {200}
     assert versions == {1, 2}
+
+
+async def test_every_version_is_loaded_on_one_loader_thread(
+    serve: Serve, publish_version: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # glibc keeps a freed version in the malloc arena of the thread that allocated it: loads
+    # spread over many threads grew the soak's RSS by a version per thread.
+    threads: list[str] = []
+    real = reloader.load_serving_model
+
+    def recording(*args: object) -> object:
+        threads.append(threading.current_thread().name)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reloader, "load_serving_model", recording)
+    publish_version(1)
+    async with serve() as (_, client):
+        busy = [asyncio.to_thread(time.sleep, 0.05) for _ in range(8)]  # other thread work
+        for v in (2, 3, 4, 1):
+            publish_version(v)
+            await _wait_for_version(client, v)
+        await asyncio.gather(*busy)
+    assert len(threads) == 5
+    assert len(set(threads)) == 1 and threads[0].startswith("veto-model-loader")
