@@ -34,14 +34,14 @@ from trainer.examples import Examples
 from trainer.export import load_warm_start, write_model
 from trainer.faults import crash_point
 from trainer.fit import FitResult, fit_examples
-from trainer.index import refresh_index
+from trainer.index import IndexPlan, refresh_index, sampled_recall
 from trainer.metrics import TrainerMetrics, serve_metrics
 from trainer.replay import ReplayBuffer
 from trainer.rounds import fetch_histories, round_examples
 from trainer.settings import TrainerSettings
 from trainer.stream import Entry, FeedbackReader, stream_id_key
 from veto import registry
-from veto.artifacts import Watermark, prune, version_dir
+from veto.artifacts import Watermark, build_index, prune, version_dir
 from veto.errors import ArtifactError, NoModelVersion, StoreUnavailable, VetoError
 
 log = logging.getLogger("veto.trainer")
@@ -61,6 +61,7 @@ class ModelState:
     config: TrainConfig
     replay: ReplayBuffer
     index: Any | None  # the version's IVF index, updated round to round; None: flat, rebuilt
+    index_plan: IndexPlan | None  # with ``index``: when to train a new one
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class Trainer:
         manifest = warm.version.manifest
         config = _config(self.settings, checkpoint, manifest.dim, manifest.history_len)
         replay_state = checkpoint.get("replay")
+        index = warm.version.index if manifest.index_type == "ivf" else None
         self.state = ModelState(
             version=current,
             item_ids=warm.version.item_ids,
@@ -143,7 +145,13 @@ class Trainer:
                 capacity=self.settings.replay_capacity,
                 history_len=config.history_len,
             ),
-            index=warm.version.index if manifest.index_type == "ivf" else None,
+            index=index,
+            index_plan=None
+            if index is None
+            else IndexPlan(
+                baseline=sampled_recall(index, warm.result.vectors),
+                min_ratio=self.settings.ivf_min_recall_ratio,
+            ),
         )
         log.info("fine-tuning version %d (%d items)", current, len(warm.version.item_ids))
         return self.state
@@ -225,8 +233,25 @@ class Trainer:
         state.replay.add(new)
         watermark = merge_watermark(state.watermark, entries)
         write_started = time.perf_counter()
-        if state.index is not None:
+        if state.index is not None and state.index_plan is not None:
             refresh_index(state.index, state.result.vectors, result.vectors)
+            recall = sampled_recall(state.index, result.vectors)
+            if state.index_plan.due(recall):
+                log.info(
+                    "IVF recall@10 %.3f fell below %.2f x %.3f: training a new index",
+                    recall,
+                    state.index_plan.min_ratio,
+                    state.index_plan.baseline,
+                )
+                state.index, _ = build_index(
+                    result.vectors,
+                    flat_max_items=self.settings.flat_max_items,
+                    nprobe=self.settings.nprobe,
+                )
+                recall = sampled_recall(state.index, result.vectors)
+                state.index_plan.baseline = recall
+                self.metrics.index_retrains.inc()
+            self.metrics.index_recall.set(recall)
         version = write_model(
             self.settings.artifacts_dir,
             result=result,

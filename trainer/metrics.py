@@ -4,6 +4,8 @@ veto_trainer_round_duration_seconds        histogram  one fine-tuning round, rea
 veto_trainer_examples_total                counter    training examples (new + replay)
 veto_trainer_loss{component}               gauge      last round: total | softmax | ntr
 veto_trainer_index_build_seconds           histogram  writing a version: index + files
+veto_trainer_index_recall                  gauge      IVF recall@10 vs exact, sampled items
+veto_trainer_index_retrains_total          counter    IVF indexes trained anew (recall fell)
 veto_trainer_pending_events                gauge      events not yet trained on (lag + PEL)
 veto_trainer_published_version             gauge      the last version this trainer published
 veto_trainer_round_failures_total          counter    rounds that raised (events stay pending)
@@ -45,6 +47,16 @@ class TrainerMetrics:
             "veto_trainer_index_build_seconds",
             "Time to write a model version: FAISS index build, files, checksums, rename.",
             buckets=_INDEX_BUCKETS,
+            registry=registry,
+        )
+        self.index_recall = Gauge(
+            "veto_trainer_index_recall",
+            "Recall@10 of the published IVF index against exact search, on sampled items.",
+            registry=registry,
+        )
+        self.index_retrains = Counter(
+            "veto_trainer_index_retrains",
+            "IVF indexes trained anew because their sampled recall fell (ivf_min_recall_ratio).",
             registry=registry,
         )
         self.pending = Gauge(

@@ -22,6 +22,10 @@ class TrainerSettings(CommonSettings):
     keep_versions: int = Field(default=5, ge=2, le=1000)
     flat_max_items: int = Field(default=200_000, ge=1)  # larger catalogs get an IVF index
     nprobe: int = Field(default=32, ge=1, le=65536)
+    # An IVF index is updated row by row between rounds under the coarse quantizer it was
+    # trained with. Its recall@10 is measured on sampled items every round; below this share
+    # of the recall it had when trained, the next version gets a newly trained index.
+    ivf_min_recall_ratio: float = Field(default=0.95, ge=0.0, le=2.0)
     popular_size: int = Field(default=500, ge=1, le=100_000)
     consumer_name: str = "trainer-1"
     # Pending entries of another (dead) consumer older than this are claimed.

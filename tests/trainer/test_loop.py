@@ -234,14 +234,25 @@ def test_a_failed_round_publishes_nothing_and_keeps_its_events_pending(
     other.close()
 
 
+@pytest.mark.parametrize(("ratio", "retrains"), [("0", 0.0), ("1.5", 1.0)])
 def test_a_large_catalog_keeps_its_ivf_index_updated_row_by_row(
-    trainer_env: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    trainer_env: Path,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    ratio: str,
+    retrains: float,
 ) -> None:
+    # Ratio 0: never trained anew, only updated; 1.5: any recall is "too low", always trained.
     monkeypatch.setenv("VETO_FLAT_MAX_ITEMS", "50")  # 200 items: IVF
+    monkeypatch.setenv("VETO_IVF_MIN_RECALL_RATIO", ratio)
     assert bootstrap.main(["--items", "200", "--epochs", "1", "--quiet"]) == 0
     send(redis_client, "u1", "i1", EventType.DISLIKE)
-    trainer, _, client = _trainer()
+    trainer, metrics, client = _trainer()
     assert trainer.run_once(max_events=10, first_wait=0.1) is not None
+    registry = metrics.registry
+    assert registry.get_sample_value("veto_trainer_index_retrains_total") == retrains
+    recall = registry.get_sample_value("veto_trainer_index_recall")
+    assert recall is not None and 0.0 < recall <= 1.0
     old, new = (load_version(version_dir(trainer_env, v)) for v in (1, 2))
     assert new.manifest.index_type == "ivf"
     vectors = np.asarray(new.vectors)
