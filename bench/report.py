@@ -38,6 +38,11 @@ class Figure:
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ratio": self.ratio}
 
+    @classmethod
+    def must_be_zero(cls, label: str, value: float) -> Figure:
+        """A count that must stay 0 (failed requests, disliked items served)."""
+        return cls(label, value, "", "must be", 0.0, aim="0", passed=value == 0)
+
 
 def machine_info() -> dict[str, Any]:
     """bench.common's machine description plus RAM and the git commit."""

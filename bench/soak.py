@@ -126,15 +126,7 @@ def measure(
     growth = rss_growth(samples, start=records.measure_from, seconds=seconds)
     whole = records.window()
     figures = [
-        Figure(
-            "failed requests",
-            float(whole["failed"]),
-            "",
-            "must be",
-            0.0,
-            aim="0",
-            passed=whole["failed"] == 0,
-        ),
+        Figure.must_be_zero("failed requests", float(whole["failed"])),
         Figure(
             "service RSS growth, median of minute 2 to median of the last minute",
             growth.median_percent,
@@ -144,14 +136,9 @@ def measure(
             aim="< 5 %",
             passed=growth.median_percent < 5.0,
         ),
-        Figure(
-            "disliked items served",
-            metrics.get("veto_disliked_item_served_total", -1.0),
-            "",
-            "must be",
-            0.0,
-            aim="0",
-            passed=metrics.get("veto_disliked_item_served_total") == 0.0,
+        # -1 when the counter is missing: a soak that cannot see it must not pass.
+        Figure.must_be_zero(
+            "disliked items served", metrics.get("veto_disliked_item_served_total", -1.0)
         ),
         Figure(
             "versions published during the soak",

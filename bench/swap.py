@@ -70,15 +70,7 @@ def measure(
     after = records.window(since=window_end)
     p99_before = before["p99_ms"] or 0.0
     figures = [
-        Figure(
-            "failed requests during the run",
-            float(whole["failed"]),
-            "",
-            "must be",
-            0.0,
-            aim="0",
-            passed=whole["failed"] == 0,
-        ),
+        Figure.must_be_zero("failed requests during the run", float(whole["failed"])),
         Figure(
             "GET p99 during the swap window",
             during["p99_ms"] or 0.0,

@@ -4,13 +4,17 @@ SIGTERM or killed with SIGKILL."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -119,3 +123,28 @@ class ServeProcess(VetoProcess):
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.log()}") from None
         return self
+
+
+def http_json(
+    method: str, url: str, *, body: object = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """One blocking HTTP call: (status, JSON body, or text when it is not JSON); an error
+    status is returned, not raised; (0, reason) when nothing answers."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status), _decoded(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, _decoded(exc.read())
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, str(exc)
+
+
+def _decoded(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")

@@ -84,6 +84,12 @@ def test_rss_growth_needs_samples_after_the_warm_up() -> None:
         rss_growth([_rss(0.0, 100.0), _rss(30.0, 100.0)], start=0.0, seconds=600.0)
 
 
+def test_a_must_be_zero_figure_passes_only_at_zero() -> None:
+    assert Figure.must_be_zero("failed", 0.0).passed is True
+    assert Figure.must_be_zero("failed", 1.0).passed is False
+    assert Figure.must_be_zero("served", -1.0).passed is False  # counter missing
+
+
 def test_figure_ratio_is_none_without_a_reference() -> None:
     assert Figure("x", 3.0, "s", "ref", 0.0).ratio is None
     assert Figure("x", 3.0, "s", "ref", 2.0).ratio == 1.5

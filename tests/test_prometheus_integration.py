@@ -5,7 +5,6 @@ metric the dashboard and the rules use is declared on the processes' /metrics pa
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from metric_names import RULES, dashboard_exprs, exposition_series, names_in, rule_exprs
+from processes import http_json
 
 from veto import promconfig
 from veto.redis_server import RedisServer, free_port
@@ -34,24 +34,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("prometheus") is None, reason="no `prometheus` on PATH"),
     pytest.mark.skipif(bool(MISSING), reason=f"not written yet: {', '.join(MISSING)}"),
 ]
-
-
-def _http(
-    method: str, url: str, *, body: object = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            raw = resp.read()
-            ctype = resp.headers.get("Content-Type", "")
-            return int(resp.status), json.loads(raw) if "json" in ctype else raw.decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-    except (urllib.error.URLError, OSError) as exc:
-        return 0, str(exc)
 
 
 def _eventually(check: Callable[[], bool], *, timeout: float, what: str) -> None:
@@ -126,7 +108,7 @@ class Stack:
             ("prometheus", f"http://127.0.0.1:{self.prom_port}/-/ready"),
         ]:
             self._alive()
-            _eventually(lambda u=url: _http("GET", u)[0] == 200, timeout=90, what=name)
+            _eventually(lambda u=url: http_json("GET", u)[0] == 200, timeout=90, what=name)
 
     def _alive(self) -> None:
         for name, proc in self.children:
@@ -137,7 +119,7 @@ class Stack:
         url = f"http://127.0.0.1:{self.prom_port}/api/v1/query?" + urllib.parse.urlencode(
             {"query": promql}
         )
-        status, body = _http("GET", url)
+        status, body = http_json("GET", url)
         assert status == 200 and body["status"] == "success", body
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
@@ -174,23 +156,25 @@ def test_prometheus_scrapes_responsiveness_and_lag_after_feedback(stack: Stack) 
     users = [f"user-{i}" for i in range(6)]
     likes, dislikes = [], []
     for n, user in enumerate(users):
-        status, recs = _http("GET", f"{api}/v1/users/{user}/recommendations?k=10")
+        status, recs = http_json("GET", f"{api}/v1/users/{user}/recommendations?k=10")
         assert status == 200, recs
         item = recs["items"][n]["item_id"]
         likes.append({"event_id": f"e{n}-l", "user_id": user, "item_id": item, "type": "like"})
     headers = {"X-API-Key": API_KEY}
-    status, body = _http("POST", f"{api}/v1/feedback", body={"events": likes}, headers=headers)
+    status, body = http_json("POST", f"{api}/v1/feedback", body={"events": likes}, headers=headers)
     assert (status, body) == (200, {"accepted": len(likes), "duplicates": 0})
     # As in production, users dislike what they were shown: the top item after their like,
     # so the counterfactual has similar items to move away from.
     for n, user in enumerate(users):
-        status, recs = _http("GET", f"{api}/v1/users/{user}/recommendations?k=10")
+        status, recs = http_json("GET", f"{api}/v1/users/{user}/recommendations?k=10")
         assert status == 200, recs
         item = recs["items"][0]["item_id"]
         dislikes.append(
             {"event_id": f"e{n}-d", "user_id": user, "item_id": item, "type": "dislike"}
         )
-    status, body = _http("POST", f"{api}/v1/feedback", body={"events": dislikes}, headers=headers)
+    status, body = http_json(
+        "POST", f"{api}/v1/feedback", body={"events": dislikes}, headers=headers
+    )
     assert (status, body) == (200, {"accepted": len(dislikes), "duplicates": 0})
 
     # Both processes are scraped.
@@ -215,13 +199,13 @@ def test_prometheus_scrapes_responsiveness_and_lag_after_feedback(stack: Stack) 
 
 def test_every_metric_the_monitoring_uses_is_on_the_running_processes(stack: Stack) -> None:
     pages = [
-        _http("GET", f"http://127.0.0.1:{stack.port}/metrics"),
-        _http("GET", f"http://127.0.0.1:{stack.trainer_port}/metrics"),
+        http_json("GET", f"http://127.0.0.1:{stack.port}/metrics"),
+        http_json("GET", f"http://127.0.0.1:{stack.trainer_port}/metrics"),
     ]
     assert all(status == 200 for status, _ in pages)
     exported = set().union(*(exposition_series(str(text)) for _, text in pages))
     used = names_in(dashboard_exprs()) | names_in(rule_exprs())
     assert used - exported == set()
     # The rules load in the real server too.
-    status, body = _http("GET", f"http://127.0.0.1:{stack.prom_port}/api/v1/rules")
+    status, body = http_json("GET", f"http://127.0.0.1:{stack.prom_port}/api/v1/rules")
     assert status == 200 and len(body["data"]["groups"]) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import http_json
 
 from veto import up
 from veto.errors import ConfigError
@@ -50,25 +50,11 @@ def _gone(pid: int) -> bool:
     return state in {"Z", "X"}
 
 
-def _request(
-    method: str, url: str, *, body: object = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, object]]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return int(resp.status), json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
 def _wait_targets_up(prometheus: str, upp: UpProcess, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     health: dict[str, object] = {}
     while time.monotonic() < deadline:
-        status, body = _request("GET", f"{prometheus}/api/v1/targets")
+        status, body = http_json("GET", f"{prometheus}/api/v1/targets")
         if status == 200:
             targets = body["data"]["activeTargets"]  # type: ignore[index]
             health = {t["labels"]["job"]: t["health"] for t in targets}
@@ -150,17 +136,17 @@ def test_up_serves_takes_feedback_and_stops_every_child_on_sigterm(
     assert len(children) == (4 if with_prometheus else 3)  # redis, service, trainer, prometheus
 
     api = f"http://127.0.0.1:{port}"
-    status, recs = _request("GET", f"{api}/v1/users/alice/recommendations?k=5")
+    status, recs = http_json("GET", f"{api}/v1/users/alice/recommendations?k=5")
     assert status == 200, recs
     items = recs["items"]
     assert isinstance(items, list) and len(items) == 5
     disliked = items[0]["item_id"]
     event = {"events": [{"user_id": "alice", "item_id": disliked, "type": "dislike"}]}
-    status, body = _request("POST", f"{api}/v1/feedback", body=event)
+    status, body = http_json("POST", f"{api}/v1/feedback", body=event)
     assert status in {401, 403}, body  # a key is always configured by `veto up`
-    status, body = _request("POST", f"{api}/v1/feedback", body=event, headers={"X-API-Key": key})
+    status, body = http_json("POST", f"{api}/v1/feedback", body=event, headers={"X-API-Key": key})
     assert (status, body) == (200, {"accepted": 1, "duplicates": 0})
-    status, recs = _request("GET", f"{api}/v1/users/alice/recommendations?k=5")
+    status, recs = http_json("GET", f"{api}/v1/users/alice/recommendations?k=5")
     assert status == 200
     assert disliked not in [i["item_id"] for i in recs["items"]]  # type: ignore[attr-defined]
     with urllib.request.urlopen(f"http://127.0.0.1:{trainer_port}/metrics", timeout=5) as r:

@@ -20,7 +20,7 @@ from trainer.movielens import load_ml1m, load_ml100k
 from trainer.tabular import load_csv, load_kuairand
 from trainer.textfile import RatingMap
 from veto.errors import ConfigError
-from veto.synthetic import make_world
+from veto.synthetic import SyntheticWorld, make_world
 
 DATASETS = ("synthetic", "ml-100k", "ml-1m", "kuairand", "csv")
 SYNTHETIC_ITEMS = 2_000
@@ -31,7 +31,11 @@ def load_synthetic(*, items: int | None, seed: int) -> Dataset:
     n_items = items or SYNTHETIC_ITEMS
     if n_items < 20:
         raise ConfigError(f"the synthetic dataset needs at least 20 items, got {n_items}")
-    world = make_world(n_items=n_items, n_users=max(500, n_items // 20), seed=seed)
+    return dataset_of(make_world(n_items=n_items, n_users=max(500, n_items // 20), seed=seed))
+
+
+def dataset_of(world: SyntheticWorld) -> Dataset:
+    """A synthetic world as a dataset (its event times are timestamps)."""
     return Dataset(
         name="synthetic",
         item_ids=world.item_ids,

@@ -283,24 +283,25 @@ def load_version(
     if verify:
         verify_files(path, manifest, SERVING_FILES)
 
-    def same(name: str) -> bool:
-        return previous is not None and previous.manifest.files.get(name) == manifest.files[name]
+    def unchanged(name: str) -> ModelVersion | None:
+        """``previous`` when it has the same ``name`` file, byte for byte."""
+        if previous is not None and previous.manifest.files.get(name) == manifest.files[name]:
+            return previous
+        return None
 
     try:
-        if previous is not None and same(ITEM_IDS):
-            item_ids, item_index = previous.item_ids, previous.item_index
+        if (same := unchanged(ITEM_IDS)) is not None:
+            item_ids, item_index = same.item_ids, same.item_index
         else:
             item_ids = json.loads((path / ITEM_IDS).read_text())
             item_index = {item: i for i, item in enumerate(item_ids)}
+        same = unchanged(ITEM_CATEGORIES)
         categories: list[str | None] = (
-            previous.categories
-            if previous is not None and same(ITEM_CATEGORIES)
-            else json.loads((path / ITEM_CATEGORIES).read_text())
+            same.categories if same else json.loads((path / ITEM_CATEGORIES).read_text())
         )
+        same = unchanged(USER_IDS)
         user_ids: list[str] | dict[str, int] = (
-            previous.encoder.user_index
-            if previous is not None and same(USER_IDS)
-            else json.loads((path / USER_IDS).read_text())
+            same.encoder.user_index if same else json.loads((path / USER_IDS).read_text())
         )
         popular: list[str] = json.loads((path / POPULAR).read_text())
         vectors = np.load(path / ITEM_VECTORS, mmap_mode="r")

@@ -16,6 +16,7 @@ from svc_helpers import Serve
 from version_factory import DIM, write_demo_version
 
 from service.app import create_app
+from service.feedback_store import FeedbackStore, connect
 from service.settings import ServiceSettings
 from veto import registry
 from veto.synthetic import SyntheticWorld, make_world
@@ -46,6 +47,16 @@ def publish_version(
         return path
 
     return publish
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[FeedbackStore]:
+    """A FeedbackStore on the test Redis (4 partitions, history 10), for store-level tests."""
+    s = FeedbackStore(
+        connect(redis_url, timeout=0.3), partitions=4, history_len=10, dedupe_ttl_seconds=60
+    )
+    yield s
+    await s.close()
 
 
 @pytest.fixture

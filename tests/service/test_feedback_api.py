@@ -11,19 +11,13 @@ from typing import Any
 
 import pytest
 import redis
-from svc_helpers import Serve, event
+from svc_helpers import Serve, event, written_keys
 
-from veto import keys
 from veto.events import EventType, FeedbackEvent, HistoryEntry
 from veto.keys import UserKeys
 
 pytestmark = pytest.mark.anyio
 PARTITIONS = 8
-
-
-def _feedback_keys(client: redis.Redis) -> list[str]:
-    """Every key a feedback write could have created (the model pointer is not one)."""
-    return sorted(k for k in client.keys("*") if k != keys.MODEL_POINTER)
 
 
 async def test_accepted_batch_lands_in_stream_history_sets_and_popular(
@@ -112,7 +106,7 @@ async def test_one_unknown_item_rejects_the_whole_batch_and_writes_nothing(
     err = resp.json()["error"]
     assert err["code"] == "unknown_item"
     assert [(e["index"], e["field"]) for e in err["details"]["errors"]] == [(1, "item_id")]
-    assert _feedback_keys(redis_client) == []
+    assert written_keys(redis_client) == []
     assert "veto_feedback_rejected_total 1.0" in metrics
 
 
@@ -154,7 +148,7 @@ async def test_a_malformed_event_rejects_the_batch_with_its_index_and_field(
     errors = resp.json()["error"]["details"]["errors"]
     assert {(e["index"], e["field"]) for e in errors} == {(1, field)}, errors
     assert all(e["message"] for e in errors)
-    assert _feedback_keys(redis_client) == []
+    assert written_keys(redis_client) == []
 
 
 @pytest.mark.parametrize(
@@ -166,6 +160,8 @@ async def test_a_malformed_event_rejects_the_batch_with_its_index_and_field(
         b"{}",
         b"[]",
         b"not json",
+        b"\xff\xfe\x00",  # not UTF-8
+        b'{"events": [\xc3\x28]}',  # invalid UTF-8 inside the JSON
         b'{"events": [{"user_id": "u", "item_id": "i1", "type": "like", "timestamp": NaN}]}',
         b"",
     ],
@@ -180,7 +176,7 @@ async def test_a_malformed_body_gets_422_and_writes_nothing(
         )
     assert resp.status_code == 422
     assert resp.json()["error"]["code"] == "invalid_input"
-    assert _feedback_keys(redis_client) == []
+    assert written_keys(redis_client) == []
 
 
 async def test_a_batch_over_the_limit_gets_413(
@@ -196,7 +192,7 @@ async def test_a_batch_over_the_limit_gets_413(
         )
     assert at_limit.status_code == 200
     assert over.status_code == 413 and over.json()["error"]["code"] == "too_large"
-    assert not [k for k in _feedback_keys(redis_client) if ":u:v" in k]
+    assert not [k for k in written_keys(redis_client) if ":u:v" in k]
 
 
 async def test_a_body_over_the_byte_limit_gets_413_even_when_chunked(
@@ -217,7 +213,7 @@ async def test_a_body_over_the_byte_limit_gets_413_even_when_chunked(
     for resp in (declared, streamed):
         assert resp.status_code == 413
         assert resp.json()["error"]["code"] == "too_large"
-    assert _feedback_keys(redis_client) == []
+    assert written_keys(redis_client) == []
 
 
 async def test_the_api_key_is_required_when_configured(
@@ -228,7 +224,7 @@ async def test_the_api_key_is_required_when_configured(
     async with serve(api_key="s3cret") as (_, client):
         missing = await client.post("/v1/feedback", json=body)
         wrong = await client.post("/v1/feedback", json=body, headers={"X-API-Key": "guess"})
-        assert _feedback_keys(redis_client) == []
+        assert written_keys(redis_client) == []
         right = await client.post("/v1/feedback", json=body, headers={"X-API-Key": "s3cret"})
     assert missing.status_code == 401 and wrong.status_code == 401
     assert missing.json()["error"]["code"] == "unauthorized"

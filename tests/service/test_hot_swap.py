@@ -114,20 +114,22 @@ async def test_every_version_is_loaded_on_one_loader_thread(
 ) -> None:
     # glibc keeps a freed version in the malloc arena of the thread that allocated it: loads
     # spread over many threads grew the soak's RSS by a version per thread.
-    threads: list[str] = []
+    threads: list[threading.Thread] = []  # the objects: a new thread is never "the same"
     real = reloader.load_serving_model
 
     def recording(*args: object) -> object:
-        threads.append(threading.current_thread().name)
+        threads.append(threading.current_thread())
         return real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(reloader, "load_serving_model", recording)
     publish_version(1)
     async with serve() as (_, client):
-        busy = [asyncio.to_thread(time.sleep, 0.05) for _ in range(8)]  # other thread work
+        # Keep the default executor's threads busy while the swaps happen.
+        busy = [asyncio.ensure_future(asyncio.to_thread(time.sleep, 0.05)) for _ in range(8)]
         for v in (2, 3, 4, 1):
             publish_version(v)
             await _wait_for_version(client, v)
         await asyncio.gather(*busy)
     assert len(threads) == 5
-    assert len(set(threads)) == 1 and threads[0].startswith("veto-model-loader")
+    assert len({id(t) for t in threads}) == 1
+    assert threads[0].name.startswith("veto-model-loader")

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
 
-from service.feedback_store import FeedbackStore, connect, day_of
+from service.feedback_store import FeedbackStore, day_of
 from service.popular import PopularCache
 from veto import keys
 from veto.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[FeedbackStore]:
-    s = FeedbackStore(
-        connect(redis_url, timeout=0.3), partitions=4, history_len=10, dedupe_ttl_seconds=60
-    )
-    yield s
-    await s.close()
 
 
 class _Clock:

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 
-from service.feedback_store import FeedbackStore, connect
+from service.feedback_store import FeedbackStore
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder
 from service.responsiveness import ResponsivenessProbe
 from veto.events import EventType, FeedbackEvent
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[FeedbackStore]:
-    s = FeedbackStore(
-        connect(redis_url, timeout=0.3), partitions=4, history_len=10, dedupe_ttl_seconds=60
-    )
-    yield s
-    await s.close()
 
 
 def _ev(n: int, kind: EventType) -> FeedbackEvent:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 import redis
@@ -257,6 +258,10 @@ def test_a_large_catalog_keeps_its_ivf_index_updated_row_by_row(
     assert new.manifest.index_type == "ivf"
     vectors = np.asarray(new.vectors)
     assert not np.array_equal(vectors, np.asarray(old.vectors))  # the round moved some rows
+    # The published index has the trained-anew quantizer exactly when a retrain was counted.
+    quantizers = [faiss.extract_index_ivf(v.index).quantizer for v in (old, new)]
+    same = np.array_equal(*(q.reconstruct_n(0, q.ntotal) for q in quantizers))
+    assert same == (retrains == 0.0)
     faiss_index = new.index
     faiss_index.nprobe = faiss_index.nlist  # exhaustive: the index must hold exactly these
     scores, ids = faiss_index.search(vectors, 1)

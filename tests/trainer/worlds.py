@@ -6,20 +6,16 @@ import numpy as np
 
 from trainer.config import TrainConfig
 from trainer.data import Dataset
+from trainer.datasets import dataset_of
 from veto.synthetic import make_world
 
 
 def small_dataset(*, n_items: int = 200, n_users: int = 60, seed: int = 0) -> Dataset:
     """A planted-taste world: 8 categories, 30 events per user."""
-    world = make_world(
-        n_items=n_items, n_users=n_users, n_categories=8, dim=8, events_per_user=30, seed=seed
-    )
-    return Dataset(
-        name="synthetic",
-        item_ids=world.item_ids,
-        categories=list(world.categories),
-        interactions=world.interactions,
-        has_timestamps=True,
+    return dataset_of(
+        make_world(
+            n_items=n_items, n_users=n_users, n_categories=8, dim=8, events_per_user=30, seed=seed
+        )
     )
 
 
