@@ -14,7 +14,7 @@ import numpy as np
 import redis
 
 from bench import procs
-from bench.serve import _seed as seed_catalog
+from bench.serve import seed_catalog
 from veto import registry
 from veto.artifacts import Watermark, load_version, read_manifest, version_dir, write_version
 from veto.redis_server import RedisServer

@@ -1,6 +1,5 @@
-"""Trainer benchmark: training throughput and end-to-end freshness.
-
-    python -m bench.train [--items 100000,1000000] [--trials 5] [--skip-freshness]
+"""Trainer benchmarks for ``bench.run`` (``make bench-train``): training throughput and
+end-to-end freshness.
 
 Throughput: ``trainer.fit`` on a synthetic world (``veto.synthetic``) with N items, batch
 1024, dim 64, L 50, 2 torch threads; examples/s of the last epoch (the first includes
@@ -11,20 +10,14 @@ with N items. Per trial: POST a dislike to /v1/feedback, then poll the user's
 recommendations until ``model_version`` is a version whose manifest watermark includes the
 event's stream id. Trials are spaced by more than the trainer's interval (an idle
 trainer); a first warm-up trial is not counted.
-Writes JSON to bench/results/train.json.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,15 +25,14 @@ from typing import Any
 import httpx
 import redis
 
+from bench.common import wait_ready
 from trainer.config import TrainConfig
 from trainer.fit import fit
 from trainer.stream import stream_id_key
 from veto.artifacts import read_manifest, version_dir
 from veto.keys import UserKeys
-from veto.redis_server import RedisServer
+from veto.redis_server import RedisServer, free_port
 from veto.synthetic import make_world
-
-RESULTS = Path(__file__).parent / "results" / "train.json"
 
 
 def throughput(n_items: int, *, users: int, events_per_user: int, epochs: int) -> dict[str, Any]:
@@ -67,25 +59,6 @@ def throughput(n_items: int, *, users: int, events_per_user: int, epochs: int) -
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_ready(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"service at {url} not ready after {timeout}s")
-
-
 def _stream_id(client: redis.Redis, user: str, event_id: str, partitions: int) -> str:
     """The stream id of ``event_id`` in the user's partition (the newest entries first)."""
     stream = UserKeys(user, partitions).stream
@@ -108,7 +81,7 @@ def freshness(n_items: int, *, trials: int, interval: float, workdir: Path) -> d
     partitions = 8
     server = RedisServer(data_dir=workdir / "redis")
     server.start()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "VETO_REDIS_URL": server.url,
@@ -137,7 +110,7 @@ def freshness(n_items: int, *, trials: int, interval: float, workdir: Path) -> d
             )
         )
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, timeout=300)
+        wait_ready(f"{url}/readyz", timeout=300)
         client = redis.Redis.from_url(server.url, decode_responses=True)
         http = httpx.Client(base_url=url, timeout=30.0)
         lags: list[float] = []
@@ -186,46 +159,3 @@ def freshness(n_items: int, *, trials: int, interval: float, workdir: Path) -> d
             except subprocess.TimeoutExpired:
                 proc.kill()
         server.stop()
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.splitlines()[0])
-    p.add_argument("--items", default="100000,1000000", help="catalog sizes, comma-separated")
-    p.add_argument("--users", type=int, default=2000, help="synthetic users (throughput)")
-    p.add_argument("--events-per-user", type=int, default=60)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--trials", type=int, default=5)
-    p.add_argument("--interval", type=float, default=5.0, help="trainer --interval")
-    p.add_argument("--skip-throughput", action="store_true")
-    p.add_argument("--skip-freshness", action="store_true")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args(argv)
-    sizes = [int(x) for x in args.items.split(",") if x]
-    report: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "throughput": [],
-        "freshness": [],
-    }
-    for n in sizes:
-        if not args.skip_throughput:
-            print(f"throughput, {n} items ...", flush=True)
-            row = throughput(
-                n, users=args.users, events_per_user=args.events_per_user, epochs=args.epochs
-            )
-            print(f"  {row['examples_per_second']} examples/s", flush=True)
-            report["throughput"].append(row)
-    for n in sizes:
-        if not args.skip_freshness:
-            print(f"freshness, {n} items ...", flush=True)
-            with tempfile.TemporaryDirectory(prefix="veto-bench-") as tmp:
-                row = freshness(n, trials=args.trials, interval=args.interval, workdir=Path(tmp))
-            print(f"  p50 {row['p50_seconds']} s", flush=True)
-            report["freshness"].append(row)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
