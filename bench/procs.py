@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import wait_ready
-from veto.redis_server import free_port
+from veto.cli.redis_server import free_port
 
 PARTITIONS = 8
 HISTORY_LEN = 50

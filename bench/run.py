@@ -234,7 +234,10 @@ def _training(p: Plan) -> tuple[list[Figure], dict[str, Any]]:
         )
         for r in rows
     ]
-    return figures, {"rows": rows, "source": "bench.train.throughput (trainer.fit, 2 threads)"}
+    return figures, {
+        "rows": rows,
+        "source": "bench.train.throughput (trainer.learn.fit, 2 threads)",
+    }
 
 
 def _freshness(p: Plan) -> tuple[list[Figure], dict[str, Any]]:

@@ -10,12 +10,13 @@ from typing import Any
 import redis
 from fastapi import FastAPI
 
+from trainer.data.synthetic import make_world
+from trainer.online.index import build_index
 from veto import registry
 from veto.artifacts import Watermark, write_version
 from veto.encoder import UserEncoder
 from veto.events import N_EVENT_TYPES, EventType, HistoryEntry
 from veto.keys import UserKeys
-from veto.synthetic import make_world
 
 PARTITIONS = 8
 HISTORY_LEN = 50
@@ -62,7 +63,7 @@ def seed_catalog(
         popular=world.item_ids[:100],
         loss={"objective": "bench"},
         watermark=Watermark(),
-        flat_max_items=flat_max,
+        index=build_index(world.item_vectors, flat_max_items=flat_max, nprobe=32),
     )
     pipe = client.pipeline(transaction=False)
     for n, it in enumerate(world.interactions):

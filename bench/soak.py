@@ -23,7 +23,7 @@ from bench.loadgen import GET, POST, Mix, start_load
 from bench.report import Figure
 from bench.stack import API_KEY
 from veto import registry
-from veto.redis_server import RedisServer
+from veto.cli.redis_server import RedisServer
 
 MIB = 1024**2
 _METRICS = (

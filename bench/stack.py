@@ -15,9 +15,10 @@ import redis
 
 from bench import procs
 from bench.serve import seed_catalog
+from trainer.online.index import build_index
 from veto import registry
 from veto.artifacts import Watermark, load_version, read_manifest, version_dir, write_version
-from veto.redis_server import RedisServer
+from veto.cli.redis_server import RedisServer
 
 API_KEY = "bench-key"
 
@@ -93,6 +94,7 @@ def write_next_version(artifacts: Path, *, parent: int, flat_max_items: int, see
     rng = np.random.default_rng(seed)
     vectors = np.asarray(old.vectors, dtype=np.float32)  # (N, D)
     vectors = vectors + 0.05 * rng.standard_normal(vectors.shape).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     write_version(
         artifacts,
         version=parent + 1,
@@ -104,7 +106,7 @@ def write_next_version(artifacts: Path, *, parent: int, flat_max_items: int, see
         popular=old.popular,
         loss={"objective": "bench-swap"},
         watermark=Watermark(),
-        flat_max_items=flat_max_items,
+        index=build_index(vectors, flat_max_items=flat_max_items, nprobe=old.manifest.nprobe or 32),
     )
     return parent + 1
 

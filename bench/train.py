@@ -1,8 +1,8 @@
 """Trainer benchmarks for ``bench.run`` (``make bench-train``): training throughput and
 end-to-end freshness.
 
-Throughput: ``trainer.fit`` on a synthetic world (``veto.synthetic``) with N items, batch
-1024, dim 64, L 50, 2 torch threads; examples/s of the last epoch (the first includes
+Throughput: ``trainer.learn.fit`` on a synthetic world (``trainer.data.synthetic``) with N
+items, batch 1024, dim 64, L 50, 2 torch threads; examples/s of the last epoch (the first includes
 warm-up). Users get 60 events each so most histories are full (50).
 
 Freshness: Redis, ``veto serve`` and ``veto train`` as subprocesses on a catalog bootstrapped
@@ -26,13 +26,13 @@ import httpx
 import redis
 
 from bench.common import wait_ready
-from trainer.config import TrainConfig
-from trainer.fit import fit
-from trainer.stream import stream_id_key
+from trainer.data.synthetic import make_world
+from trainer.learn.config import TrainConfig
+from trainer.learn.fit import fit
+from trainer.online.stream import stream_id_key
 from veto.artifacts import read_manifest, version_dir
+from veto.cli.redis_server import RedisServer, free_port
 from veto.keys import UserKeys
-from veto.redis_server import RedisServer, free_port
-from veto.synthetic import make_world
 
 
 def throughput(n_items: int, *, users: int, events_per_user: int, epochs: int) -> dict[str, Any]:

@@ -20,7 +20,7 @@ RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin veto \
 USER veto
 
 ENV VETO_ARTIFACTS_DIR=/artifacts \
-    VETO_TRAINER_METRICS_PORT=9100
+    VETO_METRICS_PORT=9100
 EXPOSE 9100
 # Healthy while the metrics endpoint answers (the training loop serves it).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \

@@ -23,8 +23,8 @@ from service.recommender import Recommender
 from service.reloader import Reloader
 from service.responsiveness import ResponsivenessProbe
 from service.routes import build_router
-from service.settings import ServiceSettings
 from veto.errors import StoreUnavailable
+from veto.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ def create_app(
         store, ttl_seconds=settings.popular_cache_seconds, days=settings.popular_days
     )
     services = Services(
-        settings=settings,
         holder=holder,
         store=store,
         metrics=metrics,

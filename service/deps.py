@@ -4,27 +4,23 @@ plain ``def`` dependency in a worker thread, a hop per request for nothing."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
-from service.errors import Unauthorized
 from service.feedback import FeedbackDesk
 from service.feedback_store import FeedbackStore
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder
 from service.recommender import Recommender
 from service.responsiveness import ResponsivenessProbe
-from service.settings import ServiceSettings
 
 
 @dataclass(frozen=True)
 class Services:
     """The wired components of one service process."""
 
-    settings: ServiceSettings
     holder: ModelHolder
     store: FeedbackStore
     metrics: ServiceMetrics
@@ -53,18 +49,5 @@ async def get_desk(request: Request) -> FeedbackDesk:
     return services.desk
 
 
-async def require_api_key(
-    services: ServicesDep, x_api_key: Annotated[str | None, Header()] = None
-) -> None:
-    """When an API key is configured, the request must carry it in ``X-API-Key``."""
-    expected = services.settings.api_key
-    if expected is None:
-        return
-    given = (x_api_key or "").encode()
-    if not hmac.compare_digest(given, expected.get_secret_value().encode()):
-        raise Unauthorized("missing or wrong X-API-Key")
-
-
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
 DeskDep = Annotated[FeedbackDesk, Depends(get_desk)]
-ApiKey = Annotated[None, Depends(require_api_key)]

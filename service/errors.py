@@ -3,7 +3,8 @@
     {"error": {"code": str, "message": str, "details": any}}
 
 for Veto's errors, FastAPI's own validation errors, unknown routes and methods, and anything
-unhandled. Two service-only errors live here because only HTTP gives them meaning:
+unhandled. Bad input names each bad field as a ``FieldError`` in ``details["errors"]``. Two
+service-only errors live here because only HTTP gives them meaning:
 
     VetoError
     ├── NotFound         an item id in a URL that the current model does not know (404)
@@ -13,8 +14,8 @@ unhandled. Two service-only errors live here because only HTTP gives them meanin
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,6 +42,15 @@ class Unauthorized(VetoError):
     code = "unauthorized"
 
 
+class FieldError(TypedDict):
+    """One bad field of a request, an entry of an invalid-input error's ``details["errors"]``."""
+
+    location: str  # "query", "path", "body", ... or "request"
+    index: int | None  # the event in a feedback batch, or the element of a list parameter
+    field: str
+    message: str
+
+
 # Most specific first: the first match wins.
 _STATUS: tuple[tuple[type[VetoError], int], ...] = (
     (TooLarge, 413),
@@ -52,6 +62,7 @@ _STATUS: tuple[tuple[type[VetoError], int], ...] = (
     (ConfigError, 500),
 )
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_FEEDBACK_PATH = "/v1/feedback"
 
 
 def status_of(exc: VetoError) -> int:
@@ -62,14 +73,38 @@ def status_of(exc: VetoError) -> int:
     return 500
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    """The one JSON error shape."""
-    return {"error": {"code": code, "message": message, "details": details}}
+def error_response(
+    status: int,
+    *,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An answer in the one JSON error shape (also an ASGI app, for the middleware)."""
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
-def validation_details(errors: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+def response_for(exc: VetoError, *, retry_after_seconds: int = 1) -> JSONResponse:
+    """The answer to a Veto error: its status, its code, Retry-After on a 503."""
+    status = status_of(exc)
+    headers = {"Retry-After": str(retry_after_seconds)} if status == 503 else None
+    return error_response(
+        status, code=exc.code, message=exc.message, details=exc.details, headers=headers
+    )
+
+
+def invalid_fields(
+    message: str, errors: Sequence[FieldError], *, kind: type[InvalidInput] = InvalidInput
+) -> InvalidInput:
+    """An invalid-input error naming every bad field."""
+    return kind(message, details={"errors": list(errors)})
+
+
+def validation_details(errors: Sequence[Any]) -> list[FieldError]:
     """FastAPI/pydantic errors as a flat list; an event's errors carry its batch index."""
-    out: list[dict[str, Any]] = []
+    out: list[FieldError] = []
     for err in errors:
         loc = [str(p) if not isinstance(p, int) else p for p in err.get("loc", ())]
         location = str(loc[0]) if loc else "request"
@@ -82,9 +117,18 @@ def validation_details(errors: Sequence[Any]) -> dict[str, list[dict[str, Any]]]
             index, rest = rest[1], rest[:1]
         field = ".".join(str(p) for p in rest) or location
         out.append(
-            {"location": location, "index": index, "field": field, "message": err.get("msg", "")}
+            FieldError(location=location, index=index, field=field, message=err.get("msg", ""))
         )
-    return {"errors": out}
+    return out
+
+
+def _rejected_events(exc: InvalidInput) -> int:
+    """How many events of a refused feedback batch count as rejected: those its field errors
+    name (a request-level error counts once), else the whole batch (TooLarge gives its size)."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    if details.get("errors"):
+        return len({e["index"] for e in details["errors"]})
+    return int(details.get("events", 1))
 
 
 def install(
@@ -94,46 +138,47 @@ def install(
     on_invalid_feedback: Callable[[int], None] | None = None,
 ) -> None:
     """Register the handlers that turn every failure into the one JSON error shape;
-    ``on_invalid_feedback`` is told how many events of a malformed feedback body were bad."""
+    ``on_invalid_feedback`` is told how many events of a refused feedback batch were bad
+    (schema or catalog), the one place rejected feedback is counted."""
 
     async def on_veto_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, VetoError)
-        status = status_of(exc)
-        headers = {"Retry-After": str(retry_after_seconds)} if status == 503 else None
-        if status >= 500:
-            log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.details), status_code=status, headers=headers
-        )
+        response = response_for(exc, retry_after_seconds=retry_after_seconds)
+        if response.status_code >= 500:
+            log.warning(
+                "%s %s -> %d: %s", request.method, request.url.path, response.status_code, exc
+            )
+        if (
+            on_invalid_feedback is not None
+            and isinstance(exc, InvalidInput)
+            and request.url.path == _FEEDBACK_PATH
+        ):
+            on_invalid_feedback(_rejected_events(exc))
+        return response
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        details = validation_details(exc.errors())
-        if on_invalid_feedback is not None and request.url.path == "/v1/feedback":
-            on_invalid_feedback(len({e["index"] for e in details["errors"]}))
-        return JSONResponse(
-            error_body("invalid_input", "invalid request", details),
-            status_code=422,
-        )
+        invalid = invalid_fields("invalid request", validation_details(exc.errors()))
+        return await on_veto_error(request, invalid)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 400:
             # FastAPI's answer to a body it cannot decode (bytes that are not UTF-8 JSON):
             # the same 422 as any other malformed body, as documented in the spec.
-            return JSONResponse(
-                error_body("invalid_input", "request body is not valid JSON"), status_code=422
+            return error_response(
+                422, code="invalid_input", message="request body is not valid JSON"
             )
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(
-            error_body(code, str(exc.detail)),
-            status_code=exc.status_code,
+        return error_response(
+            exc.status_code,
+            code=_HTTP_CODES.get(exc.status_code, "http_error"),
+            message=str(exc.detail),
             headers=getattr(exc, "headers", None),
         )
 
     async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+        return error_response(500, code="internal_error", message="internal server error")
 
     app.add_exception_handler(VetoError, on_veto_error)
     app.add_exception_handler(RequestValidationError, on_validation)

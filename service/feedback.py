@@ -1,5 +1,6 @@
 """The write side of the API: validate a batch against the served catalog, write it
-atomically, count it, and hand accepted dislikes to the responsiveness probe."""
+atomically and count what was accepted. (A refused batch is counted at the HTTP edge, with
+the ones refused by the schema: ``service.errors``.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder
 from service.recommender import snapshot
 from service.schemas import FeedbackBatch, FeedbackResult
-from veto.errors import InvalidInput
 
 
 class FeedbackDesk:
@@ -37,20 +37,13 @@ class FeedbackDesk:
 
     async def submit(self, batch: FeedbackBatch) -> tuple[FeedbackResult, WriteResult]:
         """Validate and write a batch; InvalidInput (nothing written) or StoreUnavailable."""
-        model = snapshot(self._holder)
-        try:
-            events = to_events(
-                batch,
-                model,
-                now=self._clock(),
-                max_batch=self._max_batch,
-                max_skew_seconds=self._max_skew,
-            )
-        except InvalidInput as exc:
-            errors = (exc.details or {}).get("errors") if isinstance(exc.details, dict) else None
-            bad = {e["index"] for e in errors} if errors else set()
-            self._metrics.feedback_rejected.inc(len(bad) or len(batch.events))
-            raise
+        events = to_events(
+            batch,
+            snapshot(self._holder),
+            now=self._clock(),
+            max_batch=self._max_batch,
+            max_skew_seconds=self._max_skew,
+        )
         written = await self._store.write_batch(events)
         for kind, n in written.accepted_by_type.items():
             self._metrics.feedback_events.labels(type=kind.label).inc(n)

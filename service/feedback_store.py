@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -73,23 +72,11 @@ _POPULAR_PER_KEY = 1000
 class UserState:
     """What ranking needs about one user, read in one round trip."""
 
-    raw_history: tuple[str, ...]  # newest first, HistoryEntry.encode() strings
+    # Newest first, as Redis keeps it (HistoryEntry.encode() strings): decoded once, straight
+    # into the encoder's input, by service.retrieval.history_rows.
+    history: Sequence[str] = ()
     disliked: frozenset[str] = field(default_factory=frozenset)
     liked: frozenset[str] = field(default_factory=frozenset)
-
-    @cached_property
-    def history(self) -> list[HistoryEntry]:
-        """The decoded history, newest first."""
-        return [HistoryEntry.decode(r) for r in self.raw_history]
-
-    def recent(self) -> list[tuple[str, int]]:
-        """(item id, type code) newest first: what the encoder reads. Skips building
-        HistoryEntry objects on the request path (format: HistoryEntry.encode)."""
-        out = []
-        for raw in self.raw_history:
-            code, item, _ = raw.split("|", 2)
-            out.append((item, int(code)))
-        return out
 
 
 @dataclass(frozen=True)
@@ -153,7 +140,7 @@ class FeedbackStore:
         except RedisError as exc:
             raise StoreUnavailable(f"cannot read user state: {exc}") from exc
         return UserState(
-            raw_history=tuple(raw_hist),
+            history=raw_hist,
             disliked=frozenset(disliked),
             liked=frozenset(liked),
         )

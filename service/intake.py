@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from service.errors import FieldError, invalid_fields
 from service.model_holder import ServingModel
 from service.schemas import FeedbackBatch
 from veto.errors import InvalidInput, TooLarge, UnknownItem
@@ -32,7 +33,7 @@ def to_events(
             f"{n} events in one batch; the limit is {max_batch}",
             details={"events": n, "max_batch": max_batch},
         )
-    errors: list[dict[str, object]] = []
+    errors: list[FieldError] = []
     unknown_only = True
     for i, ev in enumerate(batch.events):
         if ev.item_id not in model.version.item_index:
@@ -42,8 +43,8 @@ def to_events(
             errors.append(_error(i, "timestamp", "timestamp is in the future"))
     if errors:
         kind = UnknownItem if unknown_only else InvalidInput
-        raise kind(
-            f"{len(errors)} invalid event(s); nothing was written", details={"errors": errors}
+        raise invalid_fields(
+            f"{len(errors)} invalid event(s); nothing was written", errors, kind=kind
         )
     return [
         FeedbackEvent(
@@ -58,5 +59,5 @@ def to_events(
     ]
 
 
-def _error(index: int, field: str, message: str) -> dict[str, object]:
-    return {"location": "body", "index": index, "field": field, "message": message}
+def _error(index: int, field: str, message: str) -> FieldError:
+    return FieldError(location="body", index=index, field=field, message=message)

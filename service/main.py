@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
 from prometheus_client import REGISTRY
-from pydantic import ValidationError
 
 from service.app import create_app
-from service.settings import ServiceSettings
+from veto.errors import ConfigError
+from veto.settings import ServiceSettings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,15 +25,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Build the settings from VETO_* and the flags, then serve until stopped."""
     args = _parser().parse_args(argv)
-    overrides = {
-        name: value
-        for name, value in (("host", args.host), ("port", args.port))
-        if value is not None
-    }
     try:
-        settings = ServiceSettings(**overrides)
-    except ValidationError as exc:
-        print(f"veto serve: invalid settings:\n{exc}")
+        settings = load_settings(ServiceSettings, host=args.host, port=args.port)
+    except ConfigError as exc:
+        print(f"veto serve: error: {exc.message}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"

@@ -4,14 +4,13 @@ route template, the API key on writes, and the request body size limit."""
 from __future__ import annotations
 
 import hmac
-import json
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_body
+from service.errors import Unauthorized, response_for
 from service.metrics import ServiceMetrics
+from veto.errors import TooLarge
 
 
 class RequestTiming:
@@ -58,7 +57,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _too_large(send, self.max_bytes)
+            await _too_large(scope, receive, send, self.max_bytes)
             return
         chunks: list[bytes] = []
         size = 0
@@ -69,7 +68,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _too_large(send, self.max_bytes)
+                await _too_large(scope, receive, send, self.max_bytes)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -90,7 +89,7 @@ class BodyLimit:
 class ApiKeyGuard:
     """Refuses requests to ``routes`` (method, path) without the configured ``X-API-Key``
     (401) before their body is read or parsed: an unauthenticated client learns nothing about
-    its body. (The route's own dependency checks again and documents the header.)"""
+    its body. The only check of the key (the routes merely document the header)."""
 
     def __init__(
         self, app: ASGIApp, *, api_key: str | None, routes: frozenset[tuple[str, str]]
@@ -103,7 +102,7 @@ class ApiKeyGuard:
         if (
             self.expected is None
             or scope["type"] != "http"
-            or (scope["method"], scope["path"]) not in self.routes
+            or (scope["method"], _route_path(scope)) not in self.routes
         ):
             await self.app(scope, receive, send)
             return
@@ -111,26 +110,20 @@ class ApiKeyGuard:
         if hmac.compare_digest(given, self.expected):
             await self.app(scope, receive, send)
             return
-        await _send_json(send, 401, error_body("unauthorized", "missing or wrong X-API-Key"))
+        refused = response_for(Unauthorized("missing or wrong X-API-Key"))
+        await refused(scope, receive, send)
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    payload: dict[str, Any] = error_body(
-        "too_large", f"request body above {limit} bytes", {"max_body_bytes": limit}
-    )
-    await _send_json(send, 413, payload)
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: without the ``root_path`` a proxy or a mount puts in
+    front (as Starlette's routing strips it), so that a prefix cannot slip past the guard."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        return path[len(root) :]
+    return path
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
-    raw = json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(raw)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": raw})
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    error = TooLarge(f"request body above {limit} bytes", details={"max_body_bytes": limit})
+    await response_for(error)(scope, receive, send)

@@ -10,7 +10,6 @@ Hot-swap invariants:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import faiss
@@ -29,9 +28,8 @@ class ServingModel:
 
     version: ModelVersion
     category_rows: dict[str, I64]  # category -> item rows (R,)
-    category_codes: I32  # (N,) index into category_names, -1 = no category
-    category_names: tuple[str, ...]
-    loaded_at: float
+    category_codes: I32  # (N,) one code per category, -1 = no category
+    popular_rows: tuple[int, ...]  # rows of the version's popular items, most popular first
     search_cost: int = 0  # item vectors one index search compares against (flat: N)
 
     @property
@@ -46,18 +44,17 @@ class ServingModel:
 
 
 def build_serving_model(
-    version: ModelVersion, *, now: float | None = None, previous: ServingModel | None = None
+    version: ModelVersion, *, previous: ServingModel | None = None
 ) -> ServingModel:
     """Precompute the category lookups of the category filter (or take ``previous``'s when
-    the version shares its category list)."""
-    loaded_at = time.time() if now is None else now
+    the version shares its category list) and the popular fallback's rows."""
+    popular_rows = tuple(version.item_index[item] for item in version.popular)
     if previous is not None and previous.version.categories is version.categories:
         return ServingModel(
             version=version,
             category_rows=previous.category_rows,
             category_codes=previous.category_codes,
-            category_names=previous.category_names,
-            loaded_at=loaded_at,
+            popular_rows=popular_rows,
             search_cost=_search_cost(version),
         )
     names: dict[str, int] = {}
@@ -69,8 +66,7 @@ def build_serving_model(
         version=version,
         category_rows={c: np.flatnonzero(codes == i).astype(np.int64) for c, i in names.items()},
         category_codes=codes,
-        category_names=tuple(names),
-        loaded_at=loaded_at,
+        popular_rows=popular_rows,
         search_cost=_search_cost(version),
     )
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
@@ -17,12 +18,22 @@ from service.feedback_store import FeedbackStore, UserState
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder, ServingModel
 from service.popular import PopularCache
-from service.retrieval import Ranked, category_rows, fallback, history_arrays, rank, user_vector
+from service.retrieval import (
+    I64,
+    Ranked,
+    category_rows,
+    fallback,
+    has_signal,
+    history_rows,
+    rank,
+    user_vector,
+)
 from service.schemas import Recommendations, ScoredItem, SimilarItems
-from veto.errors import InvalidInput, NoModelVersion, StoreUnavailable
-from veto.ids import is_valid_id
+from veto.errors import NoModelVersion, StoreUnavailable
 
-_EMPTY = UserState(raw_history=())
+_EMPTY = UserState()
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def snapshot(holder: ModelHolder) -> ServingModel:
@@ -39,16 +50,6 @@ def _items(model: ServingModel, ranked: Ranked) -> list[ScoredItem]:
         ScoredItem(item_id=ids[row], score=float(score))
         for row, score in zip(ranked.rows.tolist(), ranked.scores.tolist(), strict=True)
     ]
-
-
-def _check_excludes(exclude: Sequence[str]) -> None:
-    bad = [
-        {"location": "query", "index": i, "field": "exclude", "message": "invalid item id"}
-        for i, item in enumerate(exclude)
-        if not is_valid_id(item)
-    ]
-    if bad:
-        raise InvalidInput("invalid exclude id(s)", details={"errors": bad})
 
 
 class Recommender:
@@ -80,8 +81,8 @@ class Recommender:
         category: str | None,
         include_seen: bool,
     ) -> Recommendations:
-        """The user's top-k without disliked, excluded and (unless include_seen) liked items."""
-        _check_excludes(exclude)
+        """The user's top-k without disliked, excluded and (unless include_seen) liked items.
+        ``exclude`` holds valid ids (checked by the route's schema), known or not."""
         model = snapshot(self._holder)
         allowed = category_rows(model, category)
         degraded = False
@@ -93,18 +94,18 @@ class Recommender:
         if not include_seen:
             hidden |= state.liked
         blocked = model.rows_of(hidden)  # (B,)
-        rows, types = history_arrays(model, state.recent())
-        popular = await self._popular.get() if not rows else []
+        rows, types = history_rows(model, state.history)
         cost = model.search_cost if allowed is None else int(allowed.size)
-        if cost >= self._offload_min_cost:
-            ranked = await asyncio.to_thread(
-                self._rank, model, user_id, rows, types, popular,
+        if has_signal(model, user_id, rows):
+            ranked = await self._compute(
+                cost, self._personal, model, user_id, rows, types,
                 k=k, blocked=blocked, allowed=allowed,
             )  # fmt: skip
         else:
-            # A small search costs less than the thread hop and its GIL hand-offs.
-            ranked = self._rank(
-                model, user_id, rows, types, popular, k=k, blocked=blocked, allowed=allowed
+            # Only a user with nothing to personalise on pays for the popular list.
+            popular = await self._popular.get()
+            ranked = await self._compute(
+                cost, fallback, model, popular, k=k, blocked=blocked, allowed=allowed
             )
         self._metrics.recommendations_served.inc()
         if degraded:
@@ -122,21 +123,25 @@ class Recommender:
             degraded=degraded,
         )
 
-    def _rank(
+    async def _compute(self, cost: int, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn`` in a worker thread when it compares at least ``offload_min_cost`` vectors."""
+        if cost >= self._offload_min_cost:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        # A small search costs less than the thread hop and its GIL hand-offs.
+        return fn(*args, **kwargs)
+
+    def _personal(
         self,
         model: ServingModel,
         user_id: str,
         rows: list[int],
         types: list[int],
-        popular: list[tuple[str, float]],
         *,
         k: int,
-        blocked: np.ndarray,
-        allowed: np.ndarray | None,
+        blocked: I64,
+        allowed: I64 | None,
     ) -> Ranked:
         vector = user_vector(model, user_id, rows, types)
-        if vector is None:
-            return fallback(model, popular, k=k, blocked=blocked, allowed=allowed)
         return rank(model, vector, k=k, blocked=blocked, allowed=allowed, overfetch=self._overfetch)
 
     async def similar(self, item_id: str, *, k: int) -> SimilarItems:

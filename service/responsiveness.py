@@ -19,7 +19,7 @@ import numpy as np
 from service.feedback_store import FeedbackStore
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder, ServingModel
-from service.retrieval import history_arrays, top_rows
+from service.retrieval import history_rows, top_rows
 from veto.errors import StoreUnavailable
 from veto.events import EventType, FeedbackEvent, HistoryEntry
 
@@ -30,25 +30,25 @@ def similar_share_change(
     model: ServingModel,
     *,
     user_id: str,
-    history: Sequence[HistoryEntry],
+    history: Sequence[str],
     disliked: HistoryEntry,
     k: int,
 ) -> float | None:
     """(share_with - share_without) / share_without over the unfiltered top-k, where share
-    is the fraction of items in the disliked item's category. None when the item has no
-    category or nothing similar was recommended without the dislike."""
+    is the fraction of items in the disliked item's category. ``history`` is the user's as
+    Redis keeps it (``HistoryEntry.encode()`` strings, newest first). None when the item has
+    no category or nothing similar was recommended without the dislike."""
     row = model.version.item_index.get(disliked.item_id)
     if row is None or model.category_codes[row] < 0:
         return None
     code = model.category_codes[row]
+    entry = disliked.encode()
     without = list(history)
-    if disliked in without:
-        without.remove(disliked)
+    if entry in without:
+        without.remove(entry)
     encoder, vectors = model.version.encoder, model.version.vectors
-    rows_wo, types_wo = history_arrays(model, [(e.item_id, int(e.type)) for e in without])
-    rows_w, types_w = history_arrays(
-        model, [(e.item_id, int(e.type)) for e in [disliked, *without]]
-    )
+    rows_wo, types_wo = history_rows(model, without)
+    rows_w, types_w = history_rows(model, [entry, *without])
     top_wo = top_rows(model, encoder.encode(vectors, rows_wo, types_wo, user_id), k)  # (K,)
     top_w = top_rows(model, encoder.encode(vectors, rows_w, types_w, user_id), k)  # (K,)
     if top_wo.size == 0 or top_w.size == 0:
@@ -128,17 +128,11 @@ class ResponsivenessProbe:
                 await self._measure(sample)
             except Exception:  # a bad sample must not stop the probe
                 log.exception("responsiveness measurement failed")
-            finally:
-                self._queue.task_done()
 
     @property
     def pending(self) -> int:
         """Samples queued and not measured yet."""
         return self._queue.qsize()
-
-    async def drain(self) -> None:
-        """Wait until every queued sample was measured."""
-        await self._queue.join()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="veto-responsiveness")

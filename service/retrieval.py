@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from service.errors import FieldError, invalid_fields
 from service.model_holder import ServingModel
 from service.ranking import fetch_size, scan_rows, select_top_k
-from veto.errors import InvalidInput
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -27,33 +27,36 @@ class Ranked:
     scores: F32  # (K,)
 
 
-def history_arrays(
-    model: ServingModel, history: Iterable[tuple[str, int]]
-) -> tuple[list[int], list[int]]:
-    """Item rows and type codes of a history of (item id, type code), newest first,
-    skipping items this version does not know, at most the encoder's history length."""
+def history_rows(model: ServingModel, history: Iterable[str]) -> tuple[list[int], list[int]]:
+    """The encoder's input from a history as Redis keeps it (``HistoryEntry.encode()``
+    strings, newest first): item rows and type codes, skipping items this version does not
+    know, at most the encoder's history length. Parsed in this one pass rather than through
+    ``HistoryEntry.decode``: no object per entry on the request path."""
     index = model.version.item_index
     limit = model.version.encoder.history_len
     rows: list[int] = []
     types: list[int] = []
-    for item_id, type_code in history:
+    for entry in history:
+        type_code, item_id, _ = entry.split("|", 2)
         row = index.get(item_id)
         if row is None:
             continue
         rows.append(row)
-        types.append(type_code)
+        types.append(int(type_code))
         if len(rows) == limit:
             break
     return rows, types
 
 
-def user_vector(model: ServingModel, user_id: str, rows: list[int], types: list[int]) -> F32 | None:
-    """The user state (D,), or None when there is nothing to personalise on (no known
-    history and no learned embedding): the caller falls back to popular items."""
-    encoder = model.version.encoder
-    if not rows and user_id not in encoder.user_index:
-        return None
-    return encoder.encode(model.version.vectors, rows, types, user_id)
+def has_signal(model: ServingModel, user_id: str, rows: list[int]) -> bool:
+    """Whether there is anything to personalise on: a history item this version knows or a
+    learned embedding of the user. Without either, the answer is the popular fallback."""
+    return bool(rows) or user_id in model.version.encoder.user_index
+
+
+def user_vector(model: ServingModel, user_id: str, rows: list[int], types: list[int]) -> F32:
+    """The user state (D,) from the item rows and type codes of ``history_rows``."""
+    return model.version.encoder.encode(model.version.vectors, rows, types, user_id)
 
 
 def category_rows(model: ServingModel, category: str | None) -> I64 | None:
@@ -62,18 +65,14 @@ def category_rows(model: ServingModel, category: str | None) -> I64 | None:
         return None
     rows = model.category_rows.get(category)
     if rows is None:
-        raise InvalidInput(
-            f"unknown category {category[:40]!r} in model version {model.number}",
-            details={
-                "errors": [
-                    {
-                        "location": "query",
-                        "index": None,
-                        "field": "category",
-                        "message": "not a category of the current catalog",
-                    }
-                ]
-            },
+        error = FieldError(
+            location="query",
+            index=None,
+            field="category",
+            message="not a category of the current catalog",
+        )
+        raise invalid_fields(
+            f"unknown category {category[:40]!r} in model version {model.number}", [error]
         )
     return rows
 
@@ -148,13 +147,16 @@ def fallback(
             offer(row, likes)
         if len(rows) >= k:
             break
-    for item_id in model.version.popular:
+    for row in model.popular_rows:
         if len(rows) >= k:
             break
-        offer(index[item_id], 0.0)
+        offer(row, 0.0)
     if len(rows) < k:
-        pool = allowed if allowed is not None else np.arange(model.version.manifest.n_items)
-        for row in pool[: k + len(blocked_set) + len(seen)].tolist():
+        # Enough of the pool's first rows to fill k past those blocked or already offered.
+        limit = k + len(blocked_set) + len(seen)
+        n_items = model.version.manifest.n_items
+        pool = allowed[:limit].tolist() if allowed is not None else range(min(limit, n_items))
+        for row in pool:
             if len(rows) >= k:
                 break
             offer(int(row), 0.0)

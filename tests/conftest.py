@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from veto.redis_server import RedisServer
+from veto.cli.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "veto-responsiveness.json"
-RULES = ROOT / "docker" / "prometheus" / "rules.yml"
+RULES = ROOT / "veto" / "cli" / "rules.yml"
 _NAME = re.compile(r"\bveto_[a-z0-9_]+\b")
 
 # The contract between the processes and the monitoring files (notes/ops.md), by base name.

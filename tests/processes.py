@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from veto.redis_server import free_port
+from veto.cli.redis_server import free_port
 
 
 def veto_env(**veto: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from metric_names import (
+
+from tests.metric_names import (
     CONTRACT,
     DASHBOARD,
     ROOT,
@@ -23,8 +25,8 @@ from metric_names import (
     process_series,
     rule_exprs,
 )
-
-from veto import promconfig
+from veto.cli import promconfig
+from veto.settings import known_variables
 
 COMPOSE = ROOT / "docker-compose.yml"
 PROM_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"
@@ -274,7 +276,7 @@ def test_dashboard_and_rules_use_only_contract_metrics() -> None:
             assert any(s.startswith(name.removesuffix("_total")) for s in on_dashboard), name
 
 
-@pytest.mark.parametrize("module", ["service.metrics", "trainer.metrics"])
+@pytest.mark.parametrize("module", ["service.metrics", "trainer.online.metrics"])
 def test_every_metric_the_monitoring_uses_is_exported(module: str) -> None:
     exported, missing = process_series([module])
     if missing:
@@ -286,3 +288,17 @@ def test_every_metric_the_monitoring_uses_is_exported(module: str) -> None:
         mine = {n for n in mine if not n.startswith("veto_trainer_")}
     assert mine, module
     assert mine - exported == set()
+
+
+def test_every_veto_variable_the_deployment_sets_is_one_a_process_reads() -> None:
+    # An unknown VETO_* variable stops a process at start (veto.settings): a typo in a
+    # Dockerfile or the compose file would make a container exit.
+    compose = yaml.safe_load(COMPOSE.read_text())
+    names = {k for k in compose.get("x-veto-env", {}) if k.startswith("VETO_")}
+    for service in compose["services"].values():
+        env = service.get("environment", {})
+        names |= {k for k in (env if isinstance(env, dict) else {}) if k.startswith("VETO_")}
+    for dockerfile in (ROOT / "docker").glob("*.Dockerfile"):
+        names |= set(re.findall(r"\b(VETO_[A-Z0-9_]+)=", dockerfile.read_text()))
+    assert "VETO_METRICS_PORT" in names and "VETO_REDIS_URL" in names
+    assert sorted(names - known_variables()) == []

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trainer.data.synthetic import SyntheticWorld, make_world
+from trainer.online.index import build_index
 from veto.artifacts import Watermark, write_version
 from veto.encoder import UserEncoder
 from veto.events import N_EVENT_TYPES
-from veto.synthetic import SyntheticWorld, make_world
 
 DIM = 16
 HISTORY_LEN = 8
@@ -45,6 +46,5 @@ def write_demo_version(
         watermark=Watermark(
             ingest_time=ingest_time, stream_ids={"0": "1-0"} if ingest_time else {}
         ),
-        flat_max_items=flat_max_items,
-        nprobe=4,
+        index=build_index(world.item_vectors, flat_max_items=flat_max_items, nprobe=4),
     )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -109,25 +108,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_index(vectors: np.ndarray, *, flat_max_items: int, nprobe: int) -> tuple[Any, str]:
-    """An inner-product index over unit vectors (N, D): exact below ``flat_max_items``,
-    IVF with ~4·sqrt(N) lists above (trained on a sample of at most 64 per list)."""
-    n, dim = vectors.shape
-    if n <= flat_max_items:
-        index = faiss.IndexFlatIP(dim)
-        index.add(vectors)
-        return index, "flat"
-    nlist = max(1, int(4 * math.sqrt(n)))
-    quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    rng = np.random.default_rng(0)
-    sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
-    ivf.train(sample)
-    ivf.add(vectors)
-    ivf.nprobe = nprobe
-    return ivf, "ivf"
-
-
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value))
 
@@ -152,29 +132,29 @@ def write_version(
     popular: Sequence[str],
     loss: Mapping[str, Any],
     watermark: Watermark,
-    flat_max_items: int = 200_000,
-    nprobe: int = 32,
+    index: Any,
     extra_files: Mapping[str, Callable[[Path], None]] | None = None,
-    index: Any | None = None,
 ) -> Path:
     """Write a complete version directory atomically and return its path.
 
-    ``vectors`` (N, D) are normalised here. ``extra_files`` maps a file name (such as
-    ``checkpoint.pt``) to a function that writes it; it is checksummed like the rest.
-    ``index``: a prebuilt inner-product index over these (unit) vectors, ids = rows, such as
-    the previous version's IVF updated in place (a 1M-item IVF takes seconds to train);
-    built here when None. Raises ArtifactError if the version already exists or the inputs
-    disagree.
+    ``vectors`` (N, D) are unit rows; ``index`` an inner-product FAISS index over them with
+    ids = rows, flat or IVF (which index to build, and when to train a new one, is the
+    writer's policy). ``extra_files`` maps a file name (such as ``checkpoint.pt``) to a
+    function that writes it; it is checksummed like the rest. Raises ArtifactError if the
+    version already exists or the inputs disagree.
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
+    norms = np.linalg.norm(vectors, axis=1)  # (N,)
+    if n and not np.allclose(norms, 1.0, atol=1e-3):
+        raise ArtifactError("item vectors must be unit rows")
     if len(item_ids) != n or len(categories) != n:
         raise ArtifactError("item_ids, categories and vectors must have the same length")
     if len(set(item_ids)) != n:
         raise ArtifactError("item ids must be unique")
     if encoder.dim != dim:
         raise ArtifactError(f"encoder dim {encoder.dim} != item dim {dim}")
-    if index is not None and (index.ntotal != n or index.d != dim):
+    if index.ntotal != n or index.d != dim:
         raise ArtifactError(f"the given index has {index.ntotal} x {index.d}, not {n} x {dim}")
     final = version_dir(root, version)
     if final.exists():
@@ -183,13 +163,9 @@ def write_version(
     tmp = root / f".tmp-v{version:08d}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
         np.save(tmp / ITEM_VECTORS, vectors)
-        if index is None:
-            index, index_type = build_index(vectors, flat_max_items=flat_max_items, nprobe=nprobe)
-        else:
-            index_type = "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
+        ivf = faiss.try_extract_index_ivf(index)
+        index_type, nprobe = ("flat", 0) if ivf is None else ("ivf", int(ivf.nprobe))
         faiss.write_index(index, str(tmp / INDEX))
         _write_json(tmp / ITEM_IDS, list(item_ids))
         _write_json(tmp / ITEM_CATEGORIES, list(categories))

@@ -9,7 +9,7 @@ For a history of events j = 0 (newest) .. L'-1 with item vectors v_j (unit norm)
     u   = W · Σ_j a_j x_j + b (+ user_emb[user] if known)     (D,)
     s   = u / ‖u‖                                              the user state, scored by cosine
 
-``trainer.model`` computes exactly this in torch; a parity test pins the two together.
+``trainer.learn.model`` computes exactly this in torch; a parity test pins the two together.
 An empty history gives ``b`` (+ the user's own embedding): the model's prior.
 """
 

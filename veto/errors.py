@@ -16,6 +16,7 @@ into these with ``raise ... from``; only the HTTP edge maps them to status codes
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -66,3 +67,22 @@ class DatasetError(VetoError):
 
 class ConfigError(VetoError):
     code = "config_error"
+
+
+# The exit-code policy of every ``veto`` command (documented in the README):
+# 0 done; 1 a dependency failed at run time (Redis, a model version on disk); 2 bad usage
+# (options, settings, input data). argparse's own errors exit 2 as well.
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_USAGE = 2
+
+
+def exit_code(exc: VetoError) -> int:
+    """The exit status of a command that stopped on ``exc``."""
+    return EXIT_UNAVAILABLE if isinstance(exc, StoreUnavailable | ArtifactError) else EXIT_USAGE
+
+
+def report(command: str, exc: VetoError) -> int:
+    """Print ``exc`` as the one error line of ``command`` and return its exit status."""
+    print(f"{command}: error: {exc.message}", file=sys.stderr)
+    return exit_code(exc)

@@ -26,6 +26,16 @@ class EventType(enum.IntEnum):
 N_EVENT_TYPES = len(EventType)
 
 
+@dataclass(frozen=True)
+class Interaction:
+    """One feedback event of a dataset, as the trainer learns from it (oldest first)."""
+
+    user_id: str
+    item_id: str
+    type: EventType
+    timestamp: float
+
+
 @dataclass(frozen=True, slots=True)
 class FeedbackEvent:
     """One piece of feedback.

@@ -1,23 +1,145 @@
-"""Settings both processes share. Each process has one settings class built on this one
-(``service.settings``, ``trainer.settings``), built at its entry point and passed down."""
+"""The deployment's configuration: every ``VETO_*`` environment variable, in one place.
+
+    CommonSettings       what both processes read (Redis, artifacts, partitions, history)
+    ├── ServiceSettings  ``veto serve``
+    └── TrainerSettings  ``veto bootstrap`` and ``veto train``
+
+Each process builds one object at its entry point with ``load_settings`` (command-line flags
+are passed in as overrides) and passes it down; nothing else reads the environment. A
+``VETO_*`` variable that no class here defines is refused at start, naming it: a typo would
+otherwise be silently ignored. The refusal uses every class's fields, not only the process's
+own, so one environment (a compose file, ``veto up``) can configure both processes.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from veto.errors import ConfigError
+
+PREFIX = "VETO_"
 
 
 class CommonSettings(BaseSettings):
     """Read from ``VETO_*`` environment variables; validated at start."""
 
-    model_config = SettingsConfigDict(env_prefix="VETO_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="forbid")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Socket timeout of the service's Redis calls (the trainer waits at least 5 s).
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     artifacts_dir: Path = Path("var/artifacts")
     # Fixed for the life of a deployment: it decides which stream a user's events go to.
     stream_partitions: int = Field(default=8, ge=1, le=1024)
     # Events kept per user in Redis; the encoder reads the newest history_len of them.
     history_len: int = Field(default=50, ge=1, le=1000)
-    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+
+
+class ServiceSettings(CommonSettings):
+    """The HTTP service's knobs."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_k: int = Field(default=200, ge=1, le=10_000)
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Extra candidates fetched from FAISS on top of k + the user's filtered items.
+    overfetch: int = Field(default=20, ge=0, le=10_000)
+    dedupe_ttl_seconds: int = Field(default=7 * 86_400, ge=1)
+    # The pointer is polled at least this often even when a pub/sub notice is lost.
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=1.0)
+    popular_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
+    popular_days: int = Field(default=7, ge=1, le=90)
+    retry_after_seconds: int = Field(default=1, ge=1, le=3600)
+    # Searches comparing at least this many vectors (flat: N; IVF: centroids + probed
+    # lists) run in a worker thread; smaller ones run inline, cheaper than the thread hop.
+    offload_min_cost: int = Field(default=20_000, ge=0)
+    # FAISS's own OpenMP threads per search: 1 keeps concurrent requests from fighting.
+    faiss_threads: int = Field(default=1, ge=1, le=256)
+    # When set, POST /v1/feedback needs it in the X-API-Key header.
+    api_key: SecretStr | None = None
+    # Share of accepted dislikes whose counterfactual responsiveness is measured, off the
+    # request path, in a bounded queue (a full queue drops the sample, never the request).
+    responsiveness_sample_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    responsiveness_k: int = Field(default=20, ge=1, le=1000)
+    responsiveness_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    # Timestamps further than this in the client's future are rejected.
+    max_clock_skew_seconds: float = Field(default=86_400.0, ge=0)
+
+
+class TrainerSettings(CommonSettings):
+    """Model size, round policy and publishing, for ``veto bootstrap`` and ``veto train``."""
+
+    dim: int = Field(default=64, ge=2, le=1024)
+    objective: str = "ssm+ntr"
+    bootstrap_epochs: int = Field(default=5, ge=0, le=1000)
+    # Fine-tuning per round: passes over (new events + replay sample).
+    finetune_epochs: int = Field(default=2, ge=1, le=100)
+    interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    max_events: int = Field(default=5_000, ge=1, le=1_000_000)  # a round starts at this many
+    replay_ratio: float = Field(default=4.0, ge=0, le=100)  # replay examples per new example
+    replay_capacity: int = Field(default=20_000, ge=0, le=10_000_000)  # kept in the checkpoint
+    keep_versions: int = Field(default=5, ge=2, le=1000)
+    flat_max_items: int = Field(default=200_000, ge=1)  # larger catalogs get an IVF index
+    nprobe: int = Field(default=32, ge=1, le=65536)
+    # An IVF index is updated row by row between rounds under the coarse quantizer it was
+    # trained with. Its recall@10 is measured on sampled items every round; below this share
+    # of the recall it had when trained, the next version gets a newly trained index.
+    ivf_min_recall_ratio: float = Field(default=0.95, ge=0.0, le=2.0)
+    popular_size: int = Field(default=500, ge=1, le=100_000)
+    consumer_name: str = "trainer-1"
+    # Pending entries of another (dead) consumer older than this are claimed.
+    claim_idle_ms: int = Field(default=60_000, ge=0)
+    # The trainer's /metrics port; 0 = none.
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
+    threads: int = Field(default=2, ge=1, le=256)
+
+
+SETTINGS_CLASSES: tuple[type[CommonSettings], ...] = (ServiceSettings, TrainerSettings)
+S = TypeVar("S", bound=CommonSettings)
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``VETO_*`` name some process reads."""
+    return frozenset(PREFIX + name.upper() for c in SETTINGS_CLASSES for name in c.model_fields)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``VETO_*`` names in ``environ`` that no process reads, sorted."""
+    known = known_variables()
+    return sorted(k for k in environ if k.upper().startswith(PREFIX) and k.upper() not in known)
+
+
+def load_settings(cls: type[S], *, environ: Mapping[str, str] | None = None, **overrides: Any) -> S:
+    """``cls`` from the environment, with the non-None ``overrides`` (command-line flags) on
+    top. Raises ConfigError naming every unknown variable or invalid value."""
+    env = os.environ if environ is None else environ
+    unknown = unknown_variables(env)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known_variables()))})"
+        )
+    own = {PREFIX + name.upper() for name in cls.model_fields}
+    # pydantic-settings reads os.environ itself; variables of the other process are valid
+    # but not fields of ``cls``, so only this class's own are passed on.
+    values: dict[str, Any] = {
+        name: env[var]
+        for name in cls.model_fields
+        if (var := PREFIX + name.upper()) in own and var in env
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

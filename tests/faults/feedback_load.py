@@ -15,13 +15,13 @@ from typing import Any
 
 import httpx
 import redis
-from processes import veto_env
-from version_factory import small_world, write_demo_version
 
+from tests.processes import veto_env
+from tests.version_factory import small_world, write_demo_version
 from veto import keys, registry
+from veto.cli.redis_server import RedisServer
 from veto.events import EventType, HistoryEntry
 from veto.keys import UserKeys
-from veto.redis_server import RedisServer
 
 _TYPES = ("like", "dislike", "click", "skip")
 

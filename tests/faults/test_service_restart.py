@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from feedback_load import FeedbackLoad, assert_all_acked_stored, durable_setup
-from processes import ServeProcess, eventually
 
-from veto.redis_server import RedisServer
+from tests.faults.feedback_load import FeedbackLoad, assert_all_acked_stored, durable_setup
+from tests.processes import ServeProcess, eventually
+from veto.cli.redis_server import RedisServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(150)]
 PARTITIONS = 8

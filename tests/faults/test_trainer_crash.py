@@ -2,8 +2,8 @@
 number published twice, no half-written version visible; and a running ``veto serve`` refuses a
 partial or tampered version, counts it, and keeps serving the old one.
 
-Where the trainer dies: ``VETO_TRAINER_FAULT`` (trainer/faults.py) makes the process
-``os._exit`` at a named point of a round (after fine-tuning, inside the export with the temp
+Where the trainer dies: ``tests/faults/crashing_trainer.py`` runs ``veto train`` with a hook
+that ``os._exit``s at a named point of a round (after fine-tuning, inside the export with the temp
 directory half-written, before publishing, after publishing before the ack), which is as
 abrupt as SIGKILL and exactly placed; a second test SIGKILLs a looping trainer at seeded
 random moments while it works through a backlog.
@@ -27,11 +27,11 @@ import httpx
 import pytest
 import redis
 import torch
-from processes import ServeProcess, VetoProcess, eventually, veto_env
 
-from trainer import bootstrap
-from trainer.faults import ENV as FAULT_ENV
-from trainer.faults import FAULT_EXIT_CODE, POINTS
+from tests.faults.crashing_trainer import EXIT_CODE as FAULT_EXIT_CODE
+from tests.processes import ServeProcess, VetoProcess, eventually, veto_env
+from trainer.online import bootstrap
+from trainer.online.loop import CRASH_POINTS as POINTS
 from veto import keys, registry
 from veto.artifacts import (
     CHECKPOINT,
@@ -136,10 +136,15 @@ def send_events(client: redis.Redis, n: int, *, seed: int) -> list[FeedbackEvent
 def train_once(
     env: dict[str, str], *, fault: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    extra = {FAULT_ENV: fault} if fault else {}
+    args = ["train", "--once", "--max-events", "1000"]
+    command = (
+        ["-m", "tests.faults.crashing_trainer", fault, *args[1:]]
+        if fault
+        else ["-m", "veto.cli", *args]
+    )
     return subprocess.run(
-        [sys.executable, "-m", "veto.cli", "train", "--once", "--max-events", "1000"],
-        env={**env, **extra},
+        [sys.executable, *command],
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,

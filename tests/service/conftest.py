@@ -12,14 +12,14 @@ import httpx
 import pytest
 import redis
 from fastapi import FastAPI
-from svc_helpers import Serve
-from version_factory import DIM, write_demo_version
 
 from service.app import create_app
 from service.feedback_store import FeedbackStore, connect
-from service.settings import ServiceSettings
+from tests.service.svc_helpers import Serve
+from tests.version_factory import DIM, write_demo_version
+from trainer.data.synthetic import SyntheticWorld, make_world
 from veto import registry
-from veto.synthetic import SyntheticWorld, make_world
+from veto.settings import ServiceSettings
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Access control and input limits (issue 6 item 4) not already covered by test_feedback_api
 (missing/wrong/right key, byte and batch limits, malformed events and bodies): the open mode,
-the key checked before the body, reads that need no key, bad ids in URLs, and the longest
-valid URL through a real ``veto serve``."""
+the key checked before the body (also behind a root path), reads that need no key, bad ids in
+URLs, and the longest valid URL through a real ``veto serve``."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 import redis
-from processes import ServeProcess, veto_env
-from svc_helpers import Serve, event, written_keys
+from pydantic import SecretStr
 
+from service.app import create_app
+from tests.processes import ServeProcess, veto_env
+from tests.service.svc_helpers import Serve, event, written_keys
 from veto.keys import UserKeys
+from veto.settings import ServiceSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -62,6 +66,26 @@ async def test_near_miss_keys_are_refused_and_checked_before_the_body(
     assert good_body.status_code == 401 and good_body.json()["error"]["code"] == "unauthorized"
     assert bad_body.status_code == 401 and too_large.status_code == 401
     assert written_keys(redis_client) == []
+
+
+async def test_a_write_behind_a_root_path_still_needs_the_key(
+    settings: ServiceSettings, publish_version: Callable[..., Path], redis_client: redis.Redis
+) -> None:
+    """Behind a proxy or a mount the request path carries a prefix the router strips; the
+    guard, the only check of the key, must see the same path."""
+    publish_version(1)
+    app = create_app(settings.model_copy(update={"api_key": SecretStr("s3cret")}))
+    body = {"events": [event("kay", "i1", "like")]}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, root_path="/veto")
+        async with httpx.AsyncClient(transport=transport, base_url="http://veto") as client:
+            bare = await client.post("/veto/v1/feedback", json=body)
+            assert written_keys(redis_client) == []
+            keyed = await client.post(
+                "/veto/v1/feedback", json=body, headers={"X-API-Key": "s3cret"}
+            )
+    assert bare.status_code == 401 and bare.json()["error"]["code"] == "unauthorized"
+    assert keyed.status_code == 200
 
 
 async def test_reads_need_no_key(serve: Serve, publish_version: Callable[..., Path]) -> None:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from svc_helpers import Serve, event, items_of
 
-from veto.redis_server import RedisServer
+from tests.service.svc_helpers import Serve, event, items_of
+from veto.cli.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 

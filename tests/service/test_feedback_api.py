@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import redis
-from svc_helpers import Serve, event, written_keys
 
+from tests.service.svc_helpers import Serve, event, written_keys
 from veto.events import EventType, FeedbackEvent, HistoryEntry
 from veto.keys import UserKeys
 

@@ -13,13 +13,13 @@ import pytest
 import redis
 import schemathesis
 from hypothesis import HealthCheck, settings
-from processes import ServeProcess, veto_env
-from version_factory import small_world, write_demo_version
 
 from service.app import create_app
-from service.settings import ServiceSettings
+from tests.processes import ServeProcess, veto_env
+from tests.version_factory import small_world, write_demo_version
 from veto import registry
-from veto.redis_server import RedisServer
+from veto.cli.redis_server import RedisServer
+from veto.settings import ServiceSettings
 
 API_KEY = "fuzz-key"
 # Settings that change the spec (limits in the parameters).

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from svc_helpers import Serve, event
 
 from service import reloader
+from tests.service.svc_helpers import Serve, event
 
 pytestmark = pytest.mark.anyio
 

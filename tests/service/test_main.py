@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from service.main import main
-from veto.redis_server import free_port
+from veto.cli.redis_server import free_port
 
 
 def test_veto_serve_runs_the_service_until_sigterm(

@@ -3,21 +3,24 @@ the API, and the online counterfactual responsiveness measured off the request p
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from svc_helpers import Serve, event
 
 from service.metrics import ServiceMetrics
 from service.model_holder import build_serving_model
 from service.responsiveness import similar_share_change
+from tests.service.svc_helpers import Serve, event
+from trainer.data.synthetic import SyntheticWorld
 from veto.artifacts import load_version
 from veto.events import EventType, HistoryEntry
-from veto.synthetic import SyntheticWorld
 
 pytestmark = pytest.mark.anyio
 
@@ -102,39 +105,60 @@ async def test_counters_move_with_the_api_and_labels_are_route_templates(
     assert "someone-else" not in text
 
 
+async def test_a_refused_batch_counts_its_bad_events_once_whoever_refused_it(
+    serve: Serve, publish_version: Callable[..., Path]
+) -> None:
+    publish_version(1)
+    schema = [event("ok", "i1", "like"), event("u", "i1", "love"), event("u 1", "i1", "like")]
+    catalog = [event("ghost-fan", "ghost", "like"), event("ok", "i1", "like")]
+    async with serve(max_batch=3) as (_, client):
+        refused = [
+            await client.post("/v1/feedback", json={"events": schema}),  # 2 bad events
+            await client.post("/v1/feedback", json={"events": catalog}),  # 1
+            await client.post(
+                "/v1/feedback", json={"events": [event(f"u{n}", "i1", "like") for n in range(4)]}
+            ),  # the whole batch of 4, above max_batch
+            await client.post(
+                "/v1/feedback", content=b"not json", headers={"content-type": "application/json"}
+            ),  # 1: the body
+        ]
+        text = (await client.get("/metrics")).text
+    assert [r.status_code for r in refused] == [422, 422, 413, 422]
+    assert _samples(text)[("veto_feedback_rejected_total", ())] == 2 + 1 + 4 + 1
+
+
+async def _scrape_once_counted(
+    client: httpx.AsyncClient, name: str, *, timeout: float = 10.0
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics once ``name`` has an observation: the probe measures off the request path."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = _samples((await client.get("/metrics")).text)
+        if got[(f"{name}_count", ())] > 0:
+            return got
+        assert time.monotonic() < deadline, f"{name} observed nothing in {timeout} s"
+        await asyncio.sleep(0.02)
+
+
 async def test_a_sampled_dislike_observes_a_negative_similar_share_change(
     serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
 ) -> None:
     publish_version(1)
     likes = _cat_items(world, "c1", 2) + _cat_items(world, "c2", 2)
     disliked = _cat_items(world, "c2", 3)[2]
-    async with serve(responsiveness_sample_rate=1.0, responsiveness_k=20) as (app, client):
+    name = "veto_responsiveness_similar_share_change"
+    async with serve(responsiveness_sample_rate=1.0, responsiveness_k=20) as (_, client):
         await client.post(
             "/v1/feedback", json={"events": [event("rita", i, "like") for i in likes]}
         )
-        await app.state.services.probe.drain()
-        before = _samples((await client.get("/metrics")).text)
         resp = await client.post(
             "/v1/feedback", json={"events": [event("rita", disliked, "dislike")]}
         )
-        await app.state.services.probe.drain()
-        after = _samples((await client.get("/metrics")).text)
+        # Samples are measured in order: had a like been sampled, it would be counted too.
+        after = await _scrape_once_counted(client, name)
     assert resp.status_code == 200
-    name = "veto_responsiveness_similar_share_change"
-    assert before[(f"{name}_count", ())] == 0  # likes are not sampled
-    assert after[(f"{name}_count", ())] == 1
+    assert after[(f"{name}_count", ())] == 1  # the dislike only: likes are not sampled
     assert -1.0 <= after[(f"{name}_sum", ())] < 0.0
-
-
-async def test_no_sample_is_taken_at_rate_zero(
-    serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
-) -> None:
-    publish_version(1)
-    async with serve(responsiveness_sample_rate=0.0) as (app, client):
-        await client.post("/v1/feedback", json={"events": [event("sam", "i1", "dislike")]})
-        await app.state.services.probe.drain()
-        text = (await client.get("/metrics")).text
-    assert _samples(text)[("veto_responsiveness_similar_share_change_count", ())] == 0
 
 
 def test_share_change_is_none_without_similar_items_to_lose(
@@ -144,7 +168,10 @@ def test_share_change_is_none_without_similar_items_to_lose(
     liked = [HistoryEntry(i, EventType.LIKE, 1.0) for i in _cat_items(world, "c1", 3)]
     far = HistoryEntry(_cat_items(world, "c6", 1)[0], EventType.DISLIKE, 2.0)
     near = HistoryEntry(_cat_items(world, "c1", 4)[3], EventType.DISLIKE, 2.0)
+    stored = [e.encode() for e in liked]  # as Redis keeps a history
     # Top-k of a c1 lover holds no c6 item: no share to change.
-    assert similar_share_change(model, user_id="x", history=liked, disliked=far, k=5) is None
-    change = similar_share_change(model, user_id="x", history=[near, *liked], disliked=near, k=50)
+    assert similar_share_change(model, user_id="x", history=stored, disliked=far, k=5) is None
+    change = similar_share_change(
+        model, user_id="x", history=[near.encode(), *stored], disliked=near, k=50
+    )
     assert change is not None and -1.0 <= change <= 0.0

@@ -11,7 +11,7 @@ import redis
 from service.feedback_store import FeedbackStore, day_of
 from service.popular import PopularCache
 from veto import keys
-from veto.redis_server import RedisServer
+from veto.cli.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from version_factory import small_world, write_demo_version
 
 from service.model_holder import ServingModel, build_serving_model
 from service.ranking import fetch_size, scan_rows, select_top_k
 from service.retrieval import fallback, rank
+from tests.version_factory import small_world, write_demo_version
 from veto.artifacts import load_version
 
 N_ITEMS = 120

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from svc_helpers import Serve, event, items_of
 
+from tests.service.svc_helpers import Serve, event, items_of
+from trainer.data.synthetic import SyntheticWorld
 from veto.events import EventType, HistoryEntry
 from veto.keys import UserKeys
-from veto.synthetic import SyntheticWorld
 
 pytestmark = pytest.mark.anyio
 

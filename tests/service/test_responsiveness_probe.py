@@ -1,4 +1,5 @@
-"""The responsiveness probe's queue: only sampled dislikes, bounded, never blocking."""
+"""The responsiveness probe's queue: only sampled dislikes (none at rate 0), bounded, never
+blocking. What it measures is pinned through /metrics in test_metrics."""
 
 from __future__ import annotations
 
@@ -45,3 +46,9 @@ async def test_only_dislikes_are_sampled_at_about_the_configured_rate(
     assert probe.pending == 0
     await probe.offer([_ev(n, EventType.DISLIKE) for n in range(2000)])
     assert 400 <= probe.pending <= 600
+
+
+async def test_nothing_is_sampled_at_rate_zero(store: FeedbackStore) -> None:
+    probe = _probe(store, rate=0.0, size=10)  # not started: a sample would stay queued
+    await probe.offer([_ev(n, EventType.DISLIKE) for n in range(50)])
+    assert probe.pending == 0

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from version_factory import small_world, write_demo_version
 
 from service.model_holder import ServingModel, build_serving_model
 from service.ranking import fetch_size, select_top_k
 from service.reloader import load_serving_model
 from service.retrieval import category_rows, fallback, search
+from tests.version_factory import small_world, write_demo_version
 from veto.artifacts import load_version
 from veto.errors import InvalidInput
 

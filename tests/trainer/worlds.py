@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.config import TrainConfig
-from trainer.data import Dataset
-from trainer.datasets import dataset_of
-from veto.synthetic import make_world
+from trainer.data.dataset import Dataset
+from trainer.data.load import dataset_of
+from trainer.data.synthetic import make_world
+from trainer.learn.config import TrainConfig
 
 
 def small_dataset(*, n_items: int = 200, n_users: int = 60, seed: int = 0) -> Dataset:

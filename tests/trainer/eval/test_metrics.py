@@ -1,0 +1,113 @@
+"""trainer.eval.metrics: ranking metrics against hand-computed values on tiny cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trainer.eval.metrics import evaluate_model, ranking_metrics, top_k
+from trainer.eval.users import Pairs, build_eval_users
+from veto.encoder import UserEncoder
+from veto.events import N_EVENT_TYPES, EventType, Interaction
+
+
+def _pairs(rows: list[int], items: list[int]) -> Pairs:
+    return Pairs(np.array(rows, dtype=np.int64), np.array(items, dtype=np.int64))
+
+
+EMPTY = _pairs([], [])
+
+
+def test_recall_and_ndcg_match_hand_computed_values() -> None:
+    # user 0 ranks 3,1,4,0; held-out likes {1, 0}: hits at ranks 1 and 3 (0-based).
+    # user 1 ranks 2,0,1,3; held-out like {2}: hit at rank 0.
+    top = np.array([[3, 1, 4, 0], [2, 0, 1, 3]], dtype=np.int64)
+    likes = _pairs([0, 0, 1], [1, 0, 2])
+    m = ranking_metrics(top, likes=likes, dislikes=EMPTY, n_items=5, ks=(2, 4))
+    assert m["recall@2"] == pytest.approx((1 / 2 + 1) / 2)
+    assert m["recall@4"] == pytest.approx(1.0)
+    ndcg_u0_k2 = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    ndcg_u0_k4 = (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
+    assert m["ndcg@2"] == pytest.approx((ndcg_u0_k2 + 1.0) / 2)
+    assert m["ndcg@4"] == pytest.approx((ndcg_u0_k4 + 1.0) / 2)
+    assert math.isnan(m["dislike@2"])  # no held-out dislike to count
+
+
+def test_dislike_at_k_is_the_share_of_held_out_dislikes_shown() -> None:
+    top = np.array([[0, 1, 2], [3, 4, 0]], dtype=np.int64)
+    # Three held-out dislikes: user 0 item 1 (rank 1), user 1 item 0 (rank 2), user 1 item 2.
+    dislikes = _pairs([0, 1, 1], [1, 0, 2])
+    m = ranking_metrics(top, likes=EMPTY, dislikes=dislikes, n_items=6, ks=(1, 2, 3))
+    assert m["dislike@1"] == 0.0
+    assert m["dislike@2"] == pytest.approx(1 / 3)
+    assert m["dislike@3"] == pytest.approx(2 / 3)
+    assert math.isnan(m["recall@1"])
+
+
+def test_coverage_counts_distinct_recommended_items() -> None:
+    top = np.array([[0, 1], [0, 2], [0, 1]], dtype=np.int64)
+    m = ranking_metrics(top, likes=_pairs([0], [1]), dislikes=EMPTY, n_items=10, ks=(1, 2))
+    assert m["coverage@1"] == pytest.approx(0.1)
+    assert m["coverage@2"] == pytest.approx(0.3)
+
+
+def test_users_without_held_out_likes_do_not_count_in_recall() -> None:
+    top = np.array([[0, 1], [2, 3]], dtype=np.int64)
+    m = ranking_metrics(top, likes=_pairs([0], [0]), dislikes=EMPTY, n_items=4, ks=(1,))
+    assert m["recall@1"] == 1.0
+
+
+def test_top_k_orders_by_score_and_masks_training_items() -> None:
+    states = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    items = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)
+    top = top_k(states, items, mask=_pairs([0, 1], [0, 2]), k=3)
+    assert top.tolist() == [[1, 3, 2], [3, 1, 0]]
+
+
+def test_evaluate_model_never_ranks_training_items() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((30, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"i{i}" for i in range(30)]
+    # The user liked item 0 in train; its nearest item is item 0 itself, which must be masked.
+    train = [Interaction("u", "i0", EventType.LIKE, 0.0)]
+    test = [
+        Interaction("u", "i0", EventType.LIKE, 1.0),
+        Interaction("u", "i5", EventType.LIKE, 2.0),
+    ]
+    encoder = UserEncoder.initial(dim=8, history_len=5, n_types=N_EVENT_TYPES)
+    users = build_eval_users(
+        train, test, item_index={x: i for i, x in enumerate(ids)}, history_len=5
+    )
+    # Item 0 is in train: its held-out copy is dropped, only item 5 is a target.
+    assert users.likes.items.tolist() == [5]
+    from trainer.eval.metrics import rank_users
+
+    ranked = rank_users(encoder, vectors, users, k=29)
+    assert 0 not in ranked[0]
+    m = evaluate_model(encoder, vectors, users, ks=(10, 20))
+    rank_of_5 = ranked[0].tolist().index(5)
+    assert m["recall@10"] == (1.0 if rank_of_5 < 10 else 0.0)
+    assert m["recall@20"] == (1.0 if rank_of_5 < 20 else 0.0)
+
+
+def test_histories_are_newest_first_and_can_drop_dislikes() -> None:
+    ids = ["a", "b", "c"]
+    train = [
+        Interaction("u", "a", EventType.LIKE, 0.0),
+        Interaction("u", "b", EventType.DISLIKE, 1.0),
+        Interaction("u", "c", EventType.CLICK, 2.0),
+    ]
+    test = [Interaction("u", "a", EventType.DISLIKE, 3.0)]
+    index = {x: i for i, x in enumerate(ids)}
+    users = build_eval_users(train, test, item_index=index, history_len=4)
+    assert users.hist_items.tolist() == [[2, 1, 0, -1]]
+    assert users.hist_types[0, :3].tolist() == [EventType.CLICK, EventType.DISLIKE, EventType.LIKE]
+    dropped = build_eval_users(
+        train, test, item_index=index, history_len=4, drop_types=frozenset({EventType.DISLIKE})
+    )
+    assert dropped.hist_items.tolist() == [[2, 0, -1, -1]]
+    # The disliked training item is still masked in the ranking.
+    assert sorted(dropped.seen.items.tolist()) == [0, 1, 2]

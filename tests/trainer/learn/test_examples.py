@@ -1,0 +1,46 @@
+"""build_examples: each labelled event gets the user's history strictly before it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainer.learn.examples import build_examples
+from veto.events import EventType, Interaction
+
+L, D, S, C = EventType.LIKE, EventType.DISLIKE, EventType.SKIP, EventType.CLICK
+
+
+def _events() -> list[Interaction]:
+    seq = [("a", "i0", L), ("b", "i1", L), ("a", "i1", D), ("a", "i2", S), ("a", "i3", L)]
+    return [Interaction(u, i, t, float(n)) for n, (u, i, t) in enumerate(seq)]
+
+
+def test_histories_are_the_events_before_newest_first() -> None:
+    index = {f"i{n}": n for n in range(4)}
+    ex = build_examples(
+        _events(), item_index=index, user_index={"a": 0}, history_len=3, dislike_input=True
+    )
+    # Labelled: a/i0 like, a/i1 dislike, a/i3 like, b/i1 like (skips are not labels).
+    assert ex.labels.tolist() == [0, 1, 3, 1]
+    assert ex.kinds.tolist() == [int(L), int(D), int(L), int(L)]
+    np.testing.assert_array_equal(ex.items, [[-1, -1, -1], [0, -1, -1], [2, 1, 0], [-1, -1, -1]])
+    np.testing.assert_array_equal(ex.types[2], [int(S), int(D), int(L)])
+    assert ex.users.tolist() == [0, 0, 0, -1]
+
+
+def test_without_the_dislike_feature_dislikes_leave_the_histories() -> None:
+    index = {f"i{n}": n for n in range(4)}
+    ex = build_examples(
+        _events(), item_index=index, user_index={}, history_len=3, dislike_input=False
+    )
+    np.testing.assert_array_equal(ex.items[2], [2, 0, -1])
+    assert int(D) in ex.kinds.tolist()  # still a label; the objective decides
+
+
+def test_clicks_are_labels_only_with_a_weight() -> None:
+    events = [Interaction("a", "i0", C, 0.0), Interaction("a", "i1", L, 1.0)]
+    index = {"i0": 0, "i1": 1}
+    kw = {"item_index": index, "user_index": {}, "history_len": 2, "dislike_input": True}
+    assert build_examples(events, **kw).labels.tolist() == [1]  # type: ignore[arg-type]
+    weighted = build_examples(events, click_weight=0.5, **kw)  # type: ignore[arg-type]
+    assert weighted.labels.tolist() == [0, 1]

@@ -1,0 +1,296 @@
+"""``veto up``: the whole system as real child processes, started and stopped cleanly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.processes import http_json
+from veto.cli import up
+from veto.cli.redis_server import free_port
+from veto.cli.supervisor import Child, StopRequest, child_env, start_child, stop_all, wait_until
+from veto.errors import ConfigError
+from veto.settings import ServiceSettings
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VETO_")}
+    # A small, quick seed model: the test is about the processes, not the model.
+    env.update(PYTHONUNBUFFERED="1", VETO_BOOTSTRAP_EPOCHS="1", VETO_DIM="16")
+    return env
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found.update(int(c) for c in text)
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in {"Z", "X"}
+
+
+def _wait_targets_up(prometheus: str, upp: UpProcess, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    health: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        status, body = http_json("GET", f"{prometheus}/api/v1/targets")
+        if status == 200:
+            targets = body["data"]["activeTargets"]  # type: ignore[index]
+            health = {t["labels"]["job"]: t["health"] for t in targets}
+            if health == {"veto-service": "up", "veto-trainer": "up"}:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"Prometheus targets {health}; output:\n{upp.output()[-3000:]}")
+
+
+class UpProcess:
+    """``veto up`` as a subprocess with its output in a file."""
+
+    def __init__(self, args: list[str], log: Path, *, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._fh = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "veto.cli", "up", *args],
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            env={**_env(), **(env or {})},
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if text in out:
+                return out
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} not printed; output:\n{self.output()[-4000:]}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._fh.close()
+
+
+@pytest.fixture
+def run_up(tmp_path: Path) -> Iterator[type[UpProcess]]:
+    started: list[UpProcess] = []
+
+    class _Up(UpProcess):
+        def __init__(self, args: list[str], *, env: dict[str, str] | None = None) -> None:
+            super().__init__(args, tmp_path / f"up-{len(started)}.log", env=env)
+            started.append(self)
+
+    yield _Up  # type: ignore[misc]
+    for proc in started:
+        proc.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_up_serves_takes_feedback_and_stops_every_child_on_sigterm(
+    tmp_path: Path, run_up: type[UpProcess]
+) -> None:
+    port, trainer_port, prom_port = free_port(), free_port(), free_port()
+    with_prometheus = shutil.which("prometheus") is not None
+    extra = ["--with-prometheus", "--prometheus-port", str(prom_port), "--scrape-interval", "1"]
+    upp = run_up(
+        [
+            "--port", str(port),
+            "--trainer-metrics-port", str(trainer_port),
+            "--data-dir", str(tmp_path / "var"),
+            "--items", "300",
+            *(extra if with_prometheus else []),
+        ]
+    )  # fmt: skip
+    out = upp.wait_for("Ctrl-C stops everything.", timeout=180)
+    key = next(line.split()[2] for line in out.splitlines() if "API key:" in line)
+    children = _children_of(upp.process.pid)
+    assert len(children) == (4 if with_prometheus else 3)  # redis, service, trainer, prometheus
+
+    api = f"http://127.0.0.1:{port}"
+    status, recs = http_json("GET", f"{api}/v1/users/alice/recommendations?k=5")
+    assert status == 200, recs
+    items = recs["items"]
+    assert isinstance(items, list) and len(items) == 5
+    disliked = items[0]["item_id"]
+    event = {"events": [{"user_id": "alice", "item_id": disliked, "type": "dislike"}]}
+    status, body = http_json("POST", f"{api}/v1/feedback", body=event)
+    assert status in {401, 403}, body  # a key is always configured by `veto up`
+    status, body = http_json("POST", f"{api}/v1/feedback", body=event, headers={"X-API-Key": key})
+    assert (status, body) == (200, {"accepted": 1, "duplicates": 0})
+    status, recs = http_json("GET", f"{api}/v1/users/alice/recommendations?k=5")
+    assert status == 200
+    assert disliked not in [i["item_id"] for i in recs["items"]]  # type: ignore[attr-defined]
+    with urllib.request.urlopen(f"http://127.0.0.1:{trainer_port}/metrics", timeout=5) as r:
+        assert b"veto_trainer_" in r.read()
+    if with_prometheus:  # --with-prometheus scrapes both processes
+        _wait_targets_up(f"http://127.0.0.1:{prom_port}", upp)
+
+    upp.process.send_signal(signal.SIGTERM)
+    assert upp.process.wait(timeout=60) == 0, upp.output()[-4000:]
+    assert all(_gone(pid) for pid in children)
+    assert "veto up: stopped" in upp.output()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_up_stops_everything_when_the_service_dies(tmp_path: Path, run_up: type[UpProcess]) -> None:
+    port = free_port()
+    upp = run_up(
+        ["--port", str(port), "--no-trainer", "--data-dir", str(tmp_path / "var"), "--items", "100"]
+    )
+    upp.wait_for("Ctrl-C stops everything.", timeout=150)
+    children = _children_of(upp.process.pid)
+    service = next(p for p in children if b"cli\0serve" in Path(f"/proc/{p}/cmdline").read_bytes())
+    os.kill(service, signal.SIGKILL)
+    assert upp.process.wait(timeout=60) == 1
+    assert "service exited unexpectedly with status -9" in upp.output()
+    assert all(_gone(pid) for pid in children)  # Redis was stopped too
+
+
+@pytest.mark.timeout(60)
+def test_up_refuses_a_port_in_use_and_starts_nothing(
+    tmp_path: Path, run_up: type[UpProcess]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        upp = run_up(["--port", str(port), "--data-dir", str(tmp_path / "var")])
+        assert upp.process.wait(timeout=30) == 2  # a usage error: choose another port
+    assert f"--port {port} is already in use" in upp.output()
+    assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.timeout(60)
+def test_up_refuses_an_unknown_veto_variable_and_starts_nothing(
+    tmp_path: Path, run_up: type[UpProcess]
+) -> None:
+    typo = {"VETO_TRAINER_METRICS_PORT": "9100"}  # VETO_METRICS_PORT is the setting
+    upp = run_up(["--data-dir", str(tmp_path / "var")], env=typo)
+    assert upp.process.wait(timeout=30) == 2
+    assert "VETO_TRAINER_METRICS_PORT" in upp.output()
+    assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.timeout(120)
+def test_up_names_the_child_that_died_and_exits_nonzero(
+    tmp_path: Path, run_up: type[UpProcess]
+) -> None:
+    # Nothing listens on this Redis URL: the one-shot bootstrap cannot seed and exits.
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    upp = run_up(
+        [
+            "--port", str(free_port()),
+            "--data-dir", str(tmp_path / "var"),
+            "--redis-url", dead_redis,
+            "--no-trainer",
+            "--items", "50",
+        ]
+    )  # fmt: skip
+    assert upp.process.wait(timeout=100) == 1
+    assert "bootstrap exited unexpectedly" in upp.output()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--port", "0"], ["--port", "70000"], ["--items", "3"], ["--items", "many"]],
+)
+def test_up_rejects_bad_options(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        up._parser().parse_args(argv)
+    assert exc.value.code == 2
+
+
+def test_plan_generates_an_api_key_unless_one_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = up._parser().parse_args(["--port", str(free_port()), "--no-trainer"])
+    monkeypatch.delenv("VETO_API_KEY", raising=False)
+    first, second = up.make_plan(args, ServiceSettings()), up.make_plan(args, ServiceSettings())
+    assert first.api_key_generated and len(first.api_key) >= 32
+    assert first.api_key != second.api_key
+    monkeypatch.setenv("VETO_API_KEY", "operator-key")
+    plan = up.make_plan(args, ServiceSettings())
+    assert (plan.api_key, plan.api_key_generated) == ("operator-key", False)
+
+
+def test_plan_places_the_trainer_next_to_the_service_and_rejects_clashes() -> None:
+    port = free_port()
+    plan = up.make_plan(up._parser().parse_args(["--port", str(port)]), ServiceSettings())
+    assert plan.trainer_port not in {None, port} and plan.prometheus_port is None
+    clash = ["--port", str(port), "--with-prometheus", "--prometheus-port", str(port)]
+    with pytest.raises(ConfigError, match="ports must differ"):
+        up.make_plan(up._parser().parse_args(clash), ServiceSettings())
+
+
+def _python_child(name: str, code: str) -> Child:
+    return start_child(name, [sys.executable, "-c", code], env=child_env({}))
+
+
+def test_a_child_ignoring_sigterm_is_killed_after_the_timeout() -> None:
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = _python_child("stubborn", code)
+    time.sleep(0.5)  # let it install its handler
+    assert child.stop(timeout=0.5) == -signal.SIGKILL
+    assert not child.alive
+
+
+def test_wait_until_names_the_child_that_died() -> None:
+    sleeper = _python_child("sleeper", "import time; time.sleep(60)")
+    quitter = _python_child("quitter", "raise SystemExit(3)")
+    try:
+        dead = wait_until(
+            lambda: False, children=[sleeper, quitter], stop=StopRequest(), timeout=20
+        )
+        assert dead is quitter and quitter.process.returncode == 3
+    finally:
+        stop_all([sleeper, quitter], timeout=5)
+    assert not sleeper.alive
+
+
+def test_wait_until_gives_up_after_its_timeout() -> None:
+    with pytest.raises(TimeoutError, match=r"the thing: not done after 0\.3s"):
+        wait_until(lambda: False, children=[], stop=StopRequest(), timeout=0.3, what="the thing")
+
+
+def test_with_prometheus_without_the_binary_says_so_and_starts_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no prometheus here
+    argv = ["--port", str(free_port()), "--with-prometheus", "--data-dir", str(tmp_path / "v")]
+    args = up._parser().parse_args(argv)
+    args.prometheus_port = free_port()
+    plan = up.make_plan(args, ServiceSettings())
+    children: list[Child] = []
+    up._start_prometheus(plan, 1.0, children=children, env={})
+    assert children == []
+    assert "no `prometheus` binary on PATH" in capsys.readouterr().out
+    assert not (plan.data_dir / "prometheus.yml").exists()

@@ -1,0 +1,207 @@
+"""One ``veto eval`` run: per seed, split → train every objective with the trainer's own
+``fit`` → rank the full catalog → metrics; then the responsiveness simulation on seed 0.
+
+The responsiveness variants (NTR paper §4) are trained on seed 0's training half; a variant
+whose objective was also evaluated reuses that very model instead of training it again.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainer.eval.baselines import popularity_metrics
+from trainer.eval.data import EvalData, load_eval_data, split_for_seed
+from trainer.eval.metrics import evaluate_model
+from trainer.eval.options import EvalOptions
+from trainer.eval.report import comparison, summarize
+from trainer.eval.responsiveness import SimConfig, simulate, start_histories
+from trainer.eval.similarity import similarity_labels
+from trainer.eval.split import Split
+from trainer.eval.users import build_eval_users
+from trainer.learn.fit import FitResult, fit
+from veto.events import EventType
+
+# (variant name, objective): the paper's ladder.
+VARIANTS = (
+    ("no dislike signal", "ssm-nodislike"),
+    ("dislike feature only", "ssm"),
+    ("feature + NTR label", "ssm+ntr"),
+)
+N_CLUSTERS = 20  # k-means clusters standing in for categories where a dataset has none
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class EvalOutcome:
+    """The results (the layout of ``results.json``) and seed 0's loss curves per objective."""
+
+    results: dict[str, Any]
+    loss_histories: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+
+def _train(
+    split: Split, data: EvalData, *, options: EvalOptions, objective: str, seed: int
+) -> FitResult:
+    config = options.train_config(objective, seed=seed)
+    return fit(split.train, item_ids=data.item_ids, config=config, progress=options.progress)
+
+
+def _evaluate(
+    model: FitResult, split: Split, data: EvalData, *, dislike_input: bool
+) -> dict[str, float]:
+    users = build_eval_users(
+        split.train,
+        split.test,
+        item_index={item: i for i, item in enumerate(data.item_ids)},
+        history_len=model.encoder.history_len,
+        # A model trained without the dislike feature never reads dislikes: nor does its state.
+        drop_types=frozenset() if dislike_input else frozenset({EventType.DISLIKE}),
+    )
+    return evaluate_model(model.encoder, model.vectors, users)
+
+
+def _responsiveness(
+    split: Split,
+    data: EvalData,
+    *,
+    options: EvalOptions,
+    models: dict[str, FitResult],
+    log: Log,
+) -> dict[str, dict[str, Any]]:
+    for _, objective in VARIANTS:
+        if objective not in models:
+            log(f"responsiveness: training {objective} on seed 0")
+            models[objective] = _train(split, data, options=options, objective=objective, seed=0)
+    labels, source = similarity_labels(
+        data.categories,
+        [models[o].vectors for _, o in VARIANTS],
+        n_clusters=min(N_CLUSTERS, len(data.item_ids)),
+        seed=0,
+    )
+    starts = start_histories(
+        split.train,
+        item_index={item: i for i, item in enumerate(data.item_ids)},
+        n_users=options.sim_users,
+        start_events=options.sim_start_events,
+        seed=0,
+    )
+    config = SimConfig(
+        n_users=options.sim_users,
+        steps=options.sim_steps,
+        top_k=options.sim_top_k,
+        start_events=options.sim_start_events,
+        seed=0,
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for variant, objective in VARIANTS:
+        model = models[objective]
+        dislike_input = options.train_config(objective, seed=0).dislike_input
+        result = simulate(
+            model.encoder,
+            model.vectors,
+            labels,
+            starts,
+            config=config,
+            drop_dislike=not dislike_input,
+        )
+        out[variant] = {
+            "objective": objective,
+            "similarity": source,
+            **result.to_dict(),
+            # Why a variant responds or not: the learned input gate of a dislike vs a like
+            # (the untrained encoder starts at -1 vs +1).
+            "dislike_gate_mean": float(model.encoder.gate[EventType.DISLIKE].mean()),
+            "like_gate_mean": float(model.encoder.gate[EventType.LIKE].mean()),
+        }
+        log(f"responsiveness {variant} ({objective}): {100 * result.relative_change:+.1f} %")
+    return out
+
+
+def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
+    """Train and evaluate every objective on every seed; simulate responsiveness if asked."""
+    started = time.perf_counter()
+    data = load_eval_data(options)
+    log(f"{data.name}: {len(data.item_ids)} items, {len(data.interactions)} interactions")
+    per_seed: dict[str, list[dict[str, float]]] = {o: [] for o in options.objectives}
+    histories: dict[str, list[dict[str, float]]] = {}
+    seed0_models: dict[str, FitResult] = {}
+    seed0_split: Split | None = None
+    eval_users: list[int] = []
+    train_seconds = 0.0
+    reference: list[dict[str, float]] = []
+    item_index = {item: i for i, item in enumerate(data.item_ids)}
+    for seed in range(options.seeds):
+        split = split_for_seed(data, options, seed=seed)
+        eval_users.append(split.eval_users)
+        users = build_eval_users(
+            split.train, split.test, item_index=item_index, history_len=1
+        )  # the baseline reads no history
+        reference.append(popularity_metrics(split.train, users, item_index=item_index))
+        if seed == 0:
+            seed0_split = split
+        for objective in options.objectives:
+            log(f"seed {seed}: training {objective} on {len(split.train)} events")
+            t0 = time.perf_counter()
+            model = _train(split, data, options=options, objective=objective, seed=seed)
+            train_seconds += time.perf_counter() - t0
+            config = options.train_config(objective, seed=seed)
+            metrics = _evaluate(model, split, data, dislike_input=config.dislike_input)
+            per_seed[objective].append(metrics)
+            log(
+                f"seed {seed} {objective}: recall@20 {metrics['recall@20']:.4f} "
+                f"dislike@20 {metrics['dislike@20']:.4f}"
+            )
+            if seed == 0:
+                seed0_models[objective] = model
+                histories[objective] = model.loss_history
+    objectives = {o: summarize(runs) for o, runs in per_seed.items()}
+    results: dict[str, Any] = dict(objectives)
+    results["summary"] = comparison(objectives)
+    results["reference"] = {"popularity": summarize(reference)}
+    if options.responsiveness:
+        assert seed0_split is not None
+        sim_started = time.perf_counter()
+        results["responsiveness"] = _responsiveness(
+            seed0_split, data, options=options, models=seed0_models, log=log
+        )
+        sim_seconds = time.perf_counter() - sim_started
+    else:
+        sim_seconds = 0.0
+    results["config"] = {
+        "dataset": data.name,
+        "path": str(options.path) if options.path else None,
+        "items": len(data.item_ids),
+        "interactions": len(data.interactions),
+        "split": options.protocol,
+        "test_share": options.test_share if options.train_file is None else None,
+        "seeds": options.seeds,
+        "eval_users": eval_users,
+        "ks": [10, 20, 50],
+        "like_min": options.like_min,
+        "dislike_max": options.dislike_max,
+        "train": {o: options.train_config(o, seed=0).to_dict() for o in options.objectives},
+        "simulation": {
+            "users": options.sim_users,
+            "steps": options.sim_steps,
+            "top_k": options.sim_top_k,
+            "start_events": options.sim_start_events,
+            "train": {o: options.train_config(o, seed=0).to_dict() for _, o in VARIANTS},
+        }
+        if options.responsiveness
+        else None,
+        "seconds": {
+            "total": time.perf_counter() - started,
+            "training": train_seconds,
+            "responsiveness": sim_seconds,
+        },
+    }
+    return EvalOutcome(results=results, loss_histories=histories)

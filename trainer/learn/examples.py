@@ -1,0 +1,178 @@
+"""Training examples: for each labelled feedback event, the user's history *before* it
+(newest first) is the input and the event's item the label.
+
+Legend: E examples, L history length.
+
+Labels: a like is a positive (softmax term), a dislike a negative (NTR term, or an extra
+softmax negative, or dropped, by objective), a click a positive only with a click weight; a
+skip is never a label. Every event, labelled or not, enters the histories of later events,
+except dislikes when the dislike feature is off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from trainer.learn.config import TrainConfig
+from veto.errors import UnknownItem
+from veto.events import EventType, Interaction
+
+I32 = npt.NDArray[np.int32]
+I8 = npt.NDArray[np.int8]
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Column arrays of E examples (compact dtypes; widened per batch)."""
+
+    items: I32  # (E, L) history item rows, newest first, -1 = padding
+    types: I8  # (E, L) history event types
+    labels: I32  # (E,) label item row
+    kinds: I8  # (E,) EventType of the label event
+    users: I32  # (E,) row of the user's embedding, -1 = none
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def history_len(self) -> int:
+        return int(self.items.shape[1])
+
+    def take(self, rows: npt.NDArray[np.int64]) -> Examples:
+        """The examples at ``rows``."""
+        return Examples(
+            self.items[rows],
+            self.types[rows],
+            self.labels[rows],
+            self.kinds[rows],
+            self.users[rows],
+        )
+
+    @classmethod
+    def empty(cls, history_len: int) -> Examples:
+        return cls(
+            np.full((0, history_len), -1, np.int32),
+            np.zeros((0, history_len), np.int8),
+            np.zeros(0, np.int32),
+            np.zeros(0, np.int8),
+            np.zeros(0, np.int32),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[Examples]) -> Examples:
+        if not parts:
+            raise ValueError("concat needs at least one part")
+        return cls(
+            np.concatenate([p.items for p in parts]),
+            np.concatenate([p.types for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate([p.kinds for p in parts]),
+            np.concatenate([p.users for p in parts]),
+        )
+
+
+def is_label(kind: EventType, *, click_weight: float) -> bool:
+    """Whether an event of this type is a training label."""
+    return kind in (EventType.LIKE, EventType.DISLIKE) or (
+        kind == EventType.CLICK and click_weight > 0
+    )
+
+
+def history_window(
+    items: Sequence[int], types: Sequence[int], *, history_len: int
+) -> tuple[I32, I8]:
+    """One input row (L,) newest first from events given newest first, padded with -1."""
+    n = min(len(items), history_len)
+    row_items = np.full(history_len, -1, np.int32)
+    row_types = np.zeros(history_len, np.int8)
+    row_items[:n] = items[:n]
+    row_types[:n] = types[:n]
+    return row_items, row_types
+
+
+def build_examples(
+    interactions: Sequence[Interaction],
+    *,
+    item_index: Mapping[str, int],
+    user_index: Mapping[str, int],
+    history_len: int,
+    dislike_input: bool,
+    click_weight: float = 0.0,
+    targets: Sequence[bool] | None = None,
+) -> Examples:
+    """Examples of every labelled event, histories from the same interactions (oldest first).
+
+    ``targets`` (aligned with ``interactions``) limits the labels to the marked events; the
+    others are context only (a round's users' older history). Raises KeyError for an item
+    not in ``item_index``; users missing from ``user_index`` get row -1.
+    """
+    by_user: dict[str, list[int]] = {}
+    for pos, x in enumerate(interactions):
+        by_user.setdefault(x.user_id, []).append(pos)
+    parts: list[Examples] = []
+    pad = np.full(history_len, -1, np.int32)
+    for user, positions in by_user.items():
+        events = [interactions[p] for p in positions]
+        rows = np.array([item_index[x.item_id] for x in events], np.int32)  # (n,)
+        kinds = np.array([int(x.type) for x in events], np.int8)  # (n,)
+        in_history = kinds != EventType.DISLIKE if not dislike_input else np.ones(len(events), bool)
+        labelled = np.array(
+            [
+                is_label(x.type, click_weight=click_weight) and (targets is None or targets[p])
+                for x, p in zip(events, positions, strict=True)
+            ],
+            bool,
+        )
+        if not labelled.any():
+            continue
+        h_items = np.concatenate([pad, rows[in_history]])  # (L + h,) oldest first, padded
+        h_types = np.concatenate([np.zeros(history_len, np.int8), kinds[in_history]])
+        # Number of history events strictly before each event: the end of its window.
+        before = np.cumsum(in_history) - in_history  # (n,)
+        ends = before[labelled] + history_len  # (e,)
+        offsets = ends[:, None] - 1 - np.arange(history_len)[None, :]  # (e, L) newest first
+        parts.append(
+            Examples(
+                items=h_items[offsets],
+                types=h_types[offsets],
+                labels=rows[labelled],
+                kinds=kinds[labelled],
+                users=np.full(int(labelled.sum()), user_index.get(user, -1), np.int32),
+            )
+        )
+    if not parts:
+        return Examples.empty(history_len)
+    return Examples.concat(parts)
+
+
+def make_examples(
+    interactions: Sequence[Interaction],
+    *,
+    item_index: Mapping[str, int],
+    user_index: Mapping[str, int],
+    config: TrainConfig,
+    targets: Sequence[bool] | None = None,
+) -> Examples:
+    """The objective's examples (``build_examples`` with the config's rules): dislikes stay
+    in the histories where a term reads them, and are labels only with an NTR term."""
+    # ssm-neg reads dislikes from the histories even without the dislike input feature.
+    dislike_input = config.dislike_input or config.dislike_negatives
+    try:
+        examples = build_examples(
+            interactions,
+            item_index=item_index,
+            user_index=user_index,
+            history_len=config.history_len,
+            dislike_input=dislike_input,
+            click_weight=config.click_weight,
+            targets=targets,
+        )
+    except KeyError as exc:
+        raise UnknownItem(f"item {exc.args[0]!r} is not in the catalog") from exc
+    if not config.uses_ntr:
+        examples = examples.take(np.flatnonzero(examples.kinds != int(EventType.DISLIKE)))
+    return examples

@@ -1,0 +1,305 @@
+"""Training: a ``Learner`` holds a model with its optimisers between calls; ``fit`` is one
+whole training run (``veto bootstrap``, ``veto eval``) built on it.
+
+Reads top to bottom: model, optimisers, epochs of batches, export. Training examples are
+built once per call (padded (E, L) history index arrays); a step only gathers rows of them.
+Embedding tables get row-wise Adagrad on sparse gradients, the small user tower Adam.
+The online trainer keeps one ``Learner`` alive across rounds, so a round neither copies the
+(N, D) table out of and back into torch nor rebuilds the optimisers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from tqdm import tqdm  # type: ignore[import-untyped]
+
+from trainer.learn.checkpoint import Checkpoint
+from trainer.learn.config import TrainConfig
+from trainer.learn.examples import Examples, make_examples
+from trainer.learn.frequency import FrequencyEstimator
+from trainer.learn.model import VetoModel
+from trainer.learn.optim import RowWiseAdagrad
+from trainer.learn.step import Batch, batch_loss
+from veto.encoder import UserEncoder
+from veto.errors import ConfigError
+from veto.events import EventType, Interaction
+
+
+@dataclass
+class FitResult:
+    """What a fit exports: serving arrays, the loss log and the warm-start checkpoint."""
+
+    vectors: np.ndarray  # (N, D) float32 item vectors, unit rows, aligned with item_ids
+    encoder: UserEncoder
+    loss_history: list[dict[str, float]]  # one dict per epoch
+    checkpoint: Checkpoint | None = None  # None: a version written without one
+
+
+def catalog_digest(item_ids: Sequence[str]) -> str:
+    """A fingerprint of the catalog: warm starts need the same rows in the same order."""
+    # Ids cannot contain a newline (veto.ids), so the joined text identifies the list.
+    return hashlib.sha256("\n".join(item_ids).encode()).hexdigest()
+
+
+def _batch(examples: Examples, rows: npt.NDArray[np.int64], weights: torch.Tensor) -> Batch:
+    part = examples.take(rows)
+    kinds = torch.from_numpy(part.kinds).long()
+    # Histories are newest first and padded at the end: drop columns no row uses.
+    length = max(1, int((part.items >= 0).sum(axis=1).max(initial=0)))
+    return Batch(
+        items=torch.from_numpy(part.items[:, :length]).long(),
+        types=torch.from_numpy(part.types[:, :length]).long(),
+        labels=torch.from_numpy(part.labels).long(),
+        kinds=kinds,
+        users=torch.from_numpy(part.users).long(),
+        weights=weights[kinds],
+    )
+
+
+def _type_weights(config: TrainConfig) -> torch.Tensor:
+    """Per label type: like 1, dislike w (NTR), click ``click_weight``, skip 0."""
+    w = torch.zeros(len(EventType))
+    w[EventType.LIKE] = 1.0
+    w[EventType.DISLIKE] = config.ntr_weight
+    w[EventType.CLICK] = config.click_weight
+    return w
+
+
+class Learner:
+    """A model, its optimisers and its frequency estimate, for one catalog (item rows)."""
+
+    def __init__(self, *, item_ids: Sequence[str], config: TrainConfig, warm: bool) -> None:
+        if not item_ids:
+            raise ConfigError("the catalog is empty")
+        self.item_ids = list(item_ids)
+        self.item_index = {item: i for i, item in enumerate(self.item_ids)}
+        if len(self.item_index) != len(self.item_ids):
+            raise ConfigError("item ids must be unique")
+        self.digest = catalog_digest(self.item_ids)
+        self.config = config
+        self.user_ids: list[str] = []
+        self.step = 0
+        torch.manual_seed(config.seed)
+        n = len(self.item_ids)
+        self.model = VetoModel(n_items=n, n_users=0, dim=config.dim, history_len=config.history_len)
+        if not warm:  # a warm start overwrites them: skip a pass over a large table
+            with torch.no_grad():
+                self.model.item_emb.weight.normal_(0.0, config.dim**-0.5)
+        self.model.load_encoder(
+            UserEncoder.initial(
+                dim=config.dim,
+                history_len=config.history_len,
+                n_types=len(EventType),
+                seed=config.seed,
+            )
+        )
+        self.sparse = RowWiseAdagrad(self.model.sparse_parameters(), lr=config.emb_lr)
+        self.dense = torch.optim.Adam(self.model.dense_parameters(), lr=config.lr)
+        self.freq = FrequencyEstimator(
+            n_items=n,
+            buckets=config.freq_buckets,
+            alpha=config.freq_alpha,
+            prior_interval=max(1.0, n / config.batch_size),
+        )
+
+    @classmethod
+    def warm(cls, init: FitResult, *, item_ids: Sequence[str], config: TrainConfig) -> Learner:
+        """A learner continuing ``init``: its item rows (raw scale from the checkpoint's norms),
+        tower and users, and, with a checkpoint, its optimiser and frequency state."""
+        learner = cls(item_ids=item_ids, config=config, warm=True)
+        n, dim = len(learner.item_ids), config.dim
+        ckpt = init.checkpoint
+        if ckpt is not None and ckpt.catalog != learner.digest:
+            raise ConfigError("the warm start was trained on a different catalog")
+        if init.vectors.shape != (n, dim):
+            raise ConfigError(f"warm start has vectors {init.vectors.shape}, expected {(n, dim)}")
+        encoder = init.encoder
+        if encoder.dim != dim or encoder.history_len != config.history_len:
+            raise ConfigError(
+                f"warm start encoder is dim {encoder.dim} / L {encoder.history_len}, "
+                f"config is dim {dim} / L {config.history_len}"
+            )
+        model = learner.model
+        with torch.no_grad():
+            vectors = torch.from_numpy(np.asarray(init.vectors, np.float32))  # (N, D)
+            if ckpt is not None and ckpt.item_norms.shape == (n,):
+                vectors = vectors * ckpt.item_norms.unsqueeze(1)
+            model.item_emb.weight.copy_(vectors)
+            for name in VetoModel.TOWER:
+                getattr(model, name).copy_(torch.from_numpy(np.asarray(getattr(encoder, name))))
+        by_row = sorted(encoder.user_index, key=encoder.user_index.__getitem__)
+        users = ckpt.user_ids if ckpt is not None else by_row
+        if config.user_embedding and users:
+            learner.add_users(users)
+            with torch.no_grad():
+                for row, user in enumerate(learner.user_ids):
+                    old = encoder.user_index.get(user)
+                    if old is not None and old < encoder.user_emb.shape[0]:
+                        model.user_emb.weight[row] = torch.from_numpy(encoder.user_emb[old])
+        if ckpt is not None:
+            if learner.user_ids == ckpt.user_ids:  # the accumulators have one row per user
+                learner.sparse.load_state_dict(ckpt.sparse_opt)
+            learner.dense.load_state_dict(ckpt.dense_opt)
+            learner.freq.load_state_dict(ckpt.freq)
+            learner.step = ckpt.step
+        return learner
+
+    @property
+    def user_index(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.user_ids)}
+
+    def add_users(self, users: Iterable[str]) -> None:
+        """Give unseen users a row of the per-user table (known users first, then new ones in
+        order of appearance); nothing without per-user embeddings."""
+        if not self.config.user_embedding:
+            return
+        grown = list(dict.fromkeys([*self.user_ids, *users]))
+        if len(grown) == len(self.user_ids):
+            return
+        old_rows = len(self.user_ids)
+        old_weight = self.model.user_emb.weight
+        self.model.resize_users(len(grown))
+        self.user_ids = grown
+        # The item table keeps its accumulators; the user table's grow with zero rows.
+        state = self.sparse.state.pop(old_weight, None)
+        self.sparse.param_groups[0]["params"][1] = self.model.user_emb.weight
+        if state is not None and "sum" in state:
+            acc = torch.zeros(len(grown), dtype=state["sum"].dtype)
+            acc[:old_rows] = state["sum"][:old_rows]
+            self.sparse.state[self.model.user_emb.weight] = {"sum": acc}
+
+    def train(
+        self, examples: Examples, *, epochs: int, progress: bool = False
+    ) -> list[dict[str, float]]:
+        """``epochs`` passes over ``examples`` (their user rows index ``user_ids``); one loss
+        record per epoch."""
+        config = self.config
+        torch.set_num_threads(config.threads)
+        if len(examples) and examples.history_len != config.history_len:
+            raise ConfigError(
+                f"examples have L={examples.history_len}, config {config.history_len}"
+            )
+        rng = np.random.default_rng(config.seed + self.step)
+        generator = torch.Generator().manual_seed(config.seed + self.step)
+        weights = _type_weights(config)
+        mask_dislikes = config.dislike_negatives and not config.dislike_input
+        history: list[dict[str, float]] = []
+        n = len(examples)
+        steps_per_epoch = (n + config.batch_size - 1) // config.batch_size
+        bar = tqdm(
+            total=steps_per_epoch * epochs, desc="training", unit="step", disable=not progress
+        )
+        self.model.train()
+        for epoch in range(epochs if n else 0):
+            started = time.perf_counter()
+            order = rng.permutation(n)
+            sums = {"total": 0.0, "softmax": 0.0, "ntr": 0.0}
+            counts = {"total": 0, "softmax": 0, "ntr": 0}
+            for start in range(0, n, config.batch_size):
+                batch = _batch(examples, order[start : start + config.batch_size], weights)
+                parts = batch_loss(
+                    self.model,
+                    batch,
+                    config=config,
+                    freq=self.freq,
+                    generator=generator,
+                    mask_dislike_input=mask_dislikes,
+                )
+                self.sparse.zero_grad(set_to_none=True)
+                self.dense.zero_grad(set_to_none=True)
+                parts.total.backward()  # type: ignore[no-untyped-call]
+                self.sparse.step()
+                self.dense.step()
+                self.freq.update(batch.labels)
+                self.step += 1
+                rows = int(batch.labels.shape[0])
+                sums["total"] += float(parts.total.detach()) * rows
+                counts["total"] += rows
+                if parts.positives:
+                    sums["softmax"] += parts.softmax * parts.positives
+                    counts["softmax"] += parts.positives
+                if parts.negatives and config.uses_ntr:
+                    sums["ntr"] += parts.ntr * parts.negatives
+                    counts["ntr"] += parts.negatives
+                bar.update(1)
+            elapsed = time.perf_counter() - started
+            record: dict[str, float] = {"step": float(self.step), "epoch": float(epoch)}
+            record.update({k: (sums[k] / counts[k] if counts[k] else 0.0) for k in sums})
+            record["examples"] = float(n)
+            record["examples_per_second"] = n / elapsed if elapsed > 0 else 0.0
+            history.append(record)
+        bar.close()
+        self.model.eval()
+        return history
+
+    def checkpoint(self) -> Checkpoint:
+        """The state a later warm start continues from (tensors cloned: training goes on)."""
+        return Checkpoint(
+            catalog=self.digest,
+            config=self.config,
+            user_ids=list(self.user_ids),
+            item_norms=self.model.item_emb.weight.detach().norm(dim=1).clone(),
+            sparse_opt=_clone(self.sparse.state_dict()),
+            dense_opt=_clone(self.dense.state_dict()),
+            freq=_clone(self.freq.state_dict()),
+            step=self.step,
+        )
+
+    def export(self, loss_history: list[dict[str, float]]) -> FitResult:
+        """Serving arrays of the current model, with its checkpoint."""
+        return FitResult(
+            vectors=self.model.export_vectors(),
+            encoder=self.model.export_encoder(self.user_ids),
+            loss_history=loss_history,
+            checkpoint=self.checkpoint(),
+        )
+
+
+def _clone(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of a state_dict's tensors, so later steps do not change a saved one."""
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.detach().clone()
+        elif isinstance(value, dict):
+            out[key] = _clone(value)
+        elif isinstance(value, list):
+            out[key] = [_clone(v) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+def fit(
+    interactions: Sequence[Interaction],
+    *,
+    item_ids: Sequence[str],
+    config: TrainConfig,
+    init: FitResult | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """Train on ``interactions`` (oldest first) for ``config.epochs`` epochs.
+
+    Each labelled event is an example: the user's history before it is the input, its item
+    the label. ``init`` warm-starts from a previous result (its checkpoint when present, else
+    its exported arrays). Raises UnknownItem for an item not in ``item_ids`` and ConfigError
+    when ``init`` does not match the catalog or the model size.
+    """
+    learner = (
+        Learner(item_ids=item_ids, config=config, warm=False)
+        if init is None
+        else Learner.warm(init, item_ids=item_ids, config=config)
+    )
+    learner.add_users(x.user_id for x in interactions)
+    examples = make_examples(
+        interactions, item_index=learner.item_index, user_index=learner.user_index, config=config
+    )
+    return learner.export(learner.train(examples, epochs=config.epochs, progress=progress))

@@ -1,0 +1,378 @@
+"""The trainer's loop: fine-tune the current model on streamed feedback, round after round.
+
+A round reads top to bottom (``Trainer.train_round``):
+
+    collect → examples → fit → maintain index → export → publish → ack → record
+
+The model being fine-tuned stays in memory between rounds (``ModelState``: the torch model
+with its optimisers, the replay sample, the index); it is loaded from disk only when the
+published pointer is not the version this process last published (start, rollback, another
+writer) or after a failed round.
+
+Crash safety: an event is acked only after a version trained on it is published, so a crash
+re-reads it; a re-read event already inside the published version's watermark (killed between
+publish and ack) is acked without training again, so each is trained on once. A version
+directory appears complete or not at all (``write_version`` renames a finished temp dir) and
+its number is max(on disk) + 1, refused if it exists. At most one round starts per
+``interval`` unless ``max_events`` are waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import redis
+
+from trainer.learn.config import TrainConfig
+from trainer.learn.examples import Examples, make_examples
+from trainer.learn.fit import FitResult, Learner
+from trainer.online.export import load_model, write_model
+from trainer.online.histories import fetch_histories, round_interactions
+from trainer.online.index import IndexKeeper
+from trainer.online.metrics import TrainerMetrics
+from trainer.online.replay import ReplayBuffer
+from trainer.online.stream import Entry, FeedbackReader, stream_id_key
+from veto import registry
+from veto.artifacts import Watermark, prune, version_dir
+from veto.errors import NoModelVersion
+from veto.events import FeedbackEvent
+from veto.settings import TrainerSettings
+
+log = logging.getLogger("veto.trainer")
+
+# Places in a round where the fault tests kill the process, in round order: after
+# fine-tuning, inside the version's temp dir (half-written), after the version directory is
+# in place but before the pointer moves, after publishing before the ack.
+CRASH_POINTS = ("after_fit", "mid_export", "before_publish", "before_ack")
+Hook = Callable[[str], None]
+
+
+def no_hook(point: str) -> None:
+    """The production hook: rounds run through every point."""
+
+
+@dataclass
+class ModelState:
+    """The version being fine-tuned and everything that continues it, kept between rounds."""
+
+    version: int
+    item_ids: list[str]
+    categories: list[str | None]
+    popular: list[str]
+    watermark: Watermark
+    vectors: np.ndarray  # (N, D) unit rows of ``version``: what the index holds
+    learner: Learner
+    replay: ReplayBuffer
+    index: IndexKeeper
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    version: int
+    events: int
+    examples: int
+    skipped: int
+    loss: dict[str, float]
+    seconds: float
+
+
+def merge_watermark(previous: Watermark, entries: list[Entry]) -> Watermark:
+    """The previous watermark advanced by ``entries``: newest stream id per partition and
+    the newest ingest time."""
+    ids = dict(previous.stream_ids)
+    ingest = previous.ingest_time
+    for e in entries:
+        key = str(e.partition)
+        if key not in ids or stream_id_key(e.entry_id) > stream_id_key(ids[key]):
+            ids[key] = e.entry_id
+        if e.event is not None:
+            ingest = e.event.ingest_time if ingest is None else max(ingest, e.event.ingest_time)
+    return Watermark(ingest_time=ingest, stream_ids=ids)
+
+
+def _trained(watermark: Watermark, entry: Entry) -> bool:
+    """Whether ``entry`` is inside ``watermark`` (stream ids increase per partition)."""
+    done = watermark.stream_ids.get(str(entry.partition))
+    return done is not None and stream_id_key(entry.entry_id) <= stream_id_key(done)
+
+
+class Trainer:
+    """One trainer process: owns the consumer, the model state and the metrics."""
+
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        client: redis.Redis,
+        *,
+        metrics: TrainerMetrics,
+        hook: Hook = no_hook,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.metrics = metrics
+        self.hook = hook
+        self.reader = FeedbackReader(
+            client,
+            partitions=settings.stream_partitions,
+            consumer=settings.consumer_name,
+            claim_idle_ms=settings.claim_idle_ms,
+        )
+        self.state: ModelState | None = None
+        self._groups_ready = False
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, *, interval: float, max_events: int, stop: threading.Event) -> None:
+        """``run_once`` until ``stop`` is set; a failed round leaves its events pending."""
+        last_start = -math.inf
+        while not stop.is_set():
+            try:
+                report = self.run_once(
+                    max_events=max_events, first_wait=1.0, interval_end=last_start + interval
+                )
+            except NoModelVersion:
+                log.info("no model version published yet; waiting")
+                stop.wait(interval)
+                continue
+            except Exception:
+                # Anything, a coding bug included: logged with its traceback and counted, and
+                # the next round starts from the published version (nothing half-applied).
+                log.exception("round failed, its events stay pending")
+                self.metrics.failures.inc()
+                self.state = None
+                self._groups_ready = False
+                stop.wait(min(interval, 2.0))
+                continue
+            if report is not None:
+                last_start = time.monotonic() - report.seconds
+                log.info(
+                    "version %d: %d events (%d skipped), %d examples, loss %.4f, %.2fs",
+                    report.version,
+                    report.events,
+                    report.skipped,
+                    report.examples,
+                    report.loss.get("total", float("nan")),
+                    report.seconds,
+                )
+
+    def run_once(
+        self, *, max_events: int, first_wait: float, interval_end: float | None = None
+    ) -> RoundReport | None:
+        """One round on what is waiting (None if nothing is); raises on failure, and
+        NoModelVersion when nothing is published yet."""
+        if not self._groups_ready:
+            self.reader.ensure_groups()
+            self._groups_ready = True
+        self.metrics.pending.set(self.reader.backlog())
+        state = self.current_state()
+        entries = self.collect(
+            state,
+            max_events=max_events,
+            first_wait=first_wait,
+            interval_end=time.monotonic() if interval_end is None else interval_end,
+        )
+        if not entries:
+            return None
+        return self.train_round(state, entries)
+
+    # -- one round ----------------------------------------------------------------------------
+
+    def train_round(self, state: ModelState, entries: list[Entry]) -> RoundReport:
+        """Fine-tune on ``entries``, publish the next version, then ack them."""
+        started = time.perf_counter()
+        events = self.usable_events(state, entries)
+        new = self.round_examples(state, events)
+        examples = self.with_replay(state, new)
+        loss = state.learner.train(examples, epochs=self.settings.finetune_epochs)
+        result = state.learner.export(loss)
+        self.hook("after_fit")
+        state.replay.add(new)  # saved with the version: a restart continues from it
+        index_started = time.perf_counter()
+        update = state.index.update(state.vectors, result.vectors)
+        watermark = merge_watermark(state.watermark, entries)
+        version = self.export(state, result, update.index, watermark)
+        self.metrics.index_build.observe(time.perf_counter() - index_started)
+        self.hook("before_publish")
+        registry.publish(self.client, version)
+        self.hook("before_ack")
+        self.reader.ack(entries)
+        self.advance(state, version=version, result=result, watermark=watermark)
+        report = RoundReport(
+            version=version,
+            events=len(events),
+            examples=len(examples),
+            skipped=len(entries) - len(events),
+            loss=dict(loss[-1]) if loss else {},
+            seconds=time.perf_counter() - started,
+        )
+        self.record(report, recall=update.recall, retrained=update.retrained)
+        return report
+
+    def current_state(self) -> ModelState:
+        """The state of the published version: kept from the last round unless the pointer
+        moved underneath (rollback, another writer) or a round failed."""
+        try:
+            current = registry.current(self.client)
+        except NoModelVersion as exc:
+            raise NoModelVersion(
+                "no model version is published: run `veto bootstrap` first"
+            ) from exc
+        if self.state is None or self.state.version != current:
+            self.state = self.load_state(current)
+        return self.state
+
+    def load_state(self, version: int) -> ModelState:
+        """Load ``version`` from disk: the warm start of the following rounds."""
+        loaded, init = load_model(version_dir(self.settings.artifacts_dir, version))
+        manifest = loaded.manifest
+        base = (
+            init.checkpoint.config
+            if init.checkpoint is not None
+            else TrainConfig(
+                objective=self.settings.objective,
+                dim=manifest.dim,
+                history_len=manifest.history_len,
+            )
+        )
+        config = replace(base, threads=self.settings.threads)
+        learner = Learner.warm(init, item_ids=loaded.item_ids, config=config)
+        log.info("fine-tuning version %d (%d items)", version, len(loaded.item_ids))
+        return ModelState(
+            version=version,
+            item_ids=loaded.item_ids,
+            categories=loaded.categories,
+            popular=loaded.popular,
+            watermark=manifest.watermark,
+            vectors=init.vectors,
+            learner=learner,
+            replay=ReplayBuffer.from_state(
+                init.checkpoint.replay if init.checkpoint is not None else {},
+                capacity=self.settings.replay_capacity,
+                history_len=config.history_len,
+            ),
+            index=IndexKeeper(
+                loaded.index,
+                init.vectors,
+                flat_max_items=self.settings.flat_max_items,
+                nprobe=self.settings.nprobe,
+                min_ratio=self.settings.ivf_min_recall_ratio,
+            ),
+        )
+
+    def collect(
+        self, state: ModelState, *, max_events: int, first_wait: float, interval_end: float
+    ) -> list[Entry]:
+        """The round's entries: this consumer's pending ones, stale ones of others, then new
+        ones; waits up to ``first_wait`` s for a first entry and keeps reading until
+        ``interval_end`` (monotonic) or ``max_events``.
+
+        A trainer killed after publishing a version but before acking its events re-reads
+        them as its own pending entries: those inside the published watermark are acked here
+        without training them again (a consumer trains its own pending entries, oldest first,
+        before any newer one). Claimed entries are never settled: their history is unknown.
+        """
+        own = self.reader.own_pending(count=max_events)
+        settled = [e for e in own if _trained(state.watermark, e)]
+        if settled:
+            self.reader.ack(settled)
+            log.info("acked %d entries already in version %d", len(settled), state.version)
+        entries = [e for e in own if not _trained(state.watermark, e)]
+        if len(entries) < max_events:
+            entries += self.reader.claim_stale(count=max_events - len(entries))
+        if not entries and first_wait > 0:
+            entries = self.reader.new(count=max_events, block_ms=max(1, int(first_wait * 1000)))
+        while len(entries) < max_events:
+            more = self.reader.new(count=max_events - len(entries), block_ms=None)
+            entries += more
+            if time.monotonic() >= interval_end or len(entries) >= max_events:
+                break
+            if not more:
+                time.sleep(min(0.05, max(0.0, interval_end - time.monotonic())))
+        return entries
+
+    def usable_events(self, state: ModelState, entries: list[Entry]) -> list[FeedbackEvent]:
+        """The entries' events, without malformed ones and items outside the catalog
+        (counted by reason; they are acked with the round all the same)."""
+        events: list[FeedbackEvent] = []
+        for e in entries:
+            if e.event is None:
+                self.metrics.skipped.labels(reason="malformed").inc()
+            elif e.event.item_id not in state.learner.item_index:
+                self.metrics.skipped.labels(reason="unknown_item").inc()
+            else:
+                events.append(e.event)
+        return events
+
+    def round_examples(self, state: ModelState, events: list[FeedbackEvent]) -> Examples:
+        """Each event's example, its context the user's history before it (from Redis)."""
+        learner = state.learner
+        users = list(dict.fromkeys(e.user_id for e in events))
+        learner.add_users(users)
+        histories = fetch_histories(self.client, users, partitions=self.settings.stream_partitions)
+        interactions, targets = round_interactions(events, histories, item_index=learner.item_index)
+        return make_examples(
+            interactions,
+            item_index=learner.item_index,
+            user_index=learner.user_index,
+            config=learner.config,
+            targets=targets,
+        )
+
+    def with_replay(self, state: ModelState, new: Examples) -> Examples:
+        """``new`` plus ``replay_ratio`` times as many older examples from the replay sample."""
+        n = math.ceil(self.settings.replay_ratio * len(new))
+        return Examples.concat([new, state.replay.sample(n)]) if n else new
+
+    def export(self, state: ModelState, result: FitResult, index: Any, watermark: Watermark) -> int:
+        """Write the next version (not yet published); its number."""
+        return write_model(
+            self.settings.artifacts_dir,
+            result=result,
+            item_ids=state.item_ids,
+            categories=state.categories,
+            popular=state.popular,
+            watermark=watermark,
+            parent=state.version,
+            index=index,
+            replay=state.replay.state(),
+            on_checkpoint_written=lambda: self.hook("mid_export"),
+        )
+
+    def advance(
+        self,
+        state: ModelState,
+        *,
+        version: int,
+        result: FitResult,
+        watermark: Watermark,
+    ) -> None:
+        """The published version becomes the one fine-tuned next; old versions are pruned."""
+        previous = state.version
+        state.version, state.vectors, state.watermark = version, result.vectors, watermark
+        prune(
+            self.settings.artifacts_dir,
+            keep=self.settings.keep_versions,
+            protect={version, previous},
+        )
+
+    def record(self, report: RoundReport, *, recall: float | None, retrained: bool) -> None:
+        """The round's metrics."""
+        m = self.metrics
+        m.round_duration.observe(report.seconds)
+        m.examples.inc(report.examples)
+        for component in ("total", "softmax", "ntr"):
+            if component in report.loss:
+                m.loss.labels(component=component).set(report.loss[component])
+        if recall is not None:
+            m.index_recall.set(recall)
+        if retrained:
+            m.index_retrains.inc()
+        m.published_version.set(report.version)
+        m.last_round.set(time.time())

@@ -1,0 +1,189 @@
+"""``veto versions``: list model versions, publish one (rollback or forward), prune old ones.
+
+    veto versions list [--json]     every version on disk, with the current one marked
+    veto versions publish N         validate version N (load_version) and make it current
+    veto versions prune --keep K    delete all but the newest K (never the current one)
+
+Reads ``VETO_REDIS_URL`` and ``VETO_ARTIFACTS_DIR`` through ``CommonSettings``. Exit status:
+0 done, 1 refused (the message says why), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from veto import registry
+from veto.artifacts import list_versions, load_version, prune, read_manifest, version_dir
+from veto.connection import connect
+from veto.errors import (
+    ArtifactError,
+    ConfigError,
+    NoModelVersion,
+    StoreUnavailable,
+    VetoError,
+    report,
+)
+from veto.settings import CommonSettings, load_settings
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One line of ``veto versions list``; ``error`` is set when the manifest is unreadable."""
+
+    version: int
+    created_at: float | None
+    n_items: int | None
+    index_type: str | None
+    watermark_ingest_time: float | None
+    current: bool
+    error: str | None = None
+
+
+def version_rows(root: Path, current: int | None) -> list[VersionRow]:
+    """The versions under ``root``, oldest first, with ``current`` marked."""
+    rows = []
+    for v in list_versions(root):
+        try:
+            m = read_manifest(version_dir(root, v))
+        except ArtifactError as exc:
+            rows.append(VersionRow(v, None, None, None, None, v == current, error=exc.message))
+            continue
+        rows.append(
+            VersionRow(
+                version=v,
+                created_at=m.created_at,
+                n_items=m.n_items,
+                index_type=m.index_type,
+                watermark_ingest_time=m.watermark.ingest_time,
+                current=v == current,
+            )
+        )
+    return rows
+
+
+def current_version(client: redis.Redis) -> int | None:
+    """The published version, or None when none was published yet."""
+    try:
+        return registry.current(client)
+    except NoModelVersion:
+        return None
+
+
+def publish_version(client: redis.Redis, root: Path, version: int) -> None:
+    """Validate version ``version`` as the service would and make it current.
+
+    ArtifactError (and nothing published) if the directory is missing or fails validation.
+    """
+    path = version_dir(root, version)
+    if not path.is_dir():
+        known = ", ".join(str(v) for v in list_versions(root)) or "none"
+        raise ArtifactError(f"no version {version} under {root} (versions: {known})")
+    loaded = load_version(path)
+    if loaded.version != version:
+        raise ArtifactError(f"{path}: manifest says version {loaded.version}, not {version}")
+    registry.publish(client, version)
+
+
+def prune_versions(client: redis.Redis, root: Path, *, keep: int) -> list[int]:
+    """Delete all but the newest ``keep`` versions, never the current one."""
+    if keep < 1:
+        raise ConfigError(f"--keep must be at least 1, got {keep}")
+    current = current_version(client)
+    return prune(root, keep=keep, protect={current} if current is not None else set())
+
+
+def _fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_rows(rows: list[VersionRow]) -> str:
+    """A fixed-width table of ``rows``."""
+    header = f"{'':1} {'version':>8}  {'created_at':<20}  {'items':>9}  {'index':<5}  watermark"
+    lines = [header]
+    for r in rows:
+        mark = "*" if r.current else ""
+        if r.error:
+            lines.append(f"{mark:1} {r.version:>8}  unreadable: {r.error}")
+            continue
+        lines.append(
+            f"{mark:1} {r.version:>8}  {_fmt_time(r.created_at):<20}  {r.n_items:>9}  "
+            f"{r.index_type:<5}  {_fmt_time(r.watermark_ingest_time)}"
+        )
+    if not rows:
+        lines.append("(no versions)")
+    return "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="veto versions",
+        description="List model versions, publish one (rollback or forward), prune old ones. "
+        "Uses VETO_REDIS_URL and VETO_ARTIFACTS_DIR.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    ls = sub.add_parser("list", help="list versions; * marks the current one")
+    ls.add_argument("--json", action="store_true", help="one JSON object per version")
+    pub = sub.add_parser("publish", help="validate a version and make it current (rollback)")
+    pub.add_argument("version", type=_positive_int)
+    pr = sub.add_parser("prune", help="delete all but the newest K versions")
+    pr.add_argument("--keep", type=_positive_int, required=True)
+    return parser
+
+
+def _run(args: argparse.Namespace, settings: CommonSettings, client: redis.Redis) -> int:
+    root = settings.artifacts_dir
+    if args.action == "list":
+        try:
+            current = current_version(client)
+        except StoreUnavailable as exc:
+            print(f"warning: current version unknown: {exc.message}", file=sys.stderr)
+            current = None
+        rows = version_rows(root, current)
+        if args.json:
+            for r in rows:
+                print(json.dumps(r.__dict__))
+        else:
+            print(format_rows(rows))
+        return 0
+    if args.action == "publish":
+        publish_version(client, root, args.version)
+        print(f"published version {args.version}")
+        return 0
+    removed = prune_versions(client, root, keep=args.keep)
+    print(f"removed {len(removed)} version(s): {', '.join(map(str, removed)) or '-'}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``veto versions``."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(CommonSettings)
+    except ConfigError as exc:
+        return report("veto versions", exc)
+    client = connect(settings)
+    try:
+        return _run(args, settings, client)
+    except VetoError as exc:
+        return report("veto versions", exc)
+    finally:
+        client.close()
