@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -29,6 +30,31 @@ from veto.events import N_EVENT_TYPES
 def _exact_top(vectors: np.ndarray, query: np.ndarray, k: int) -> list[int]:
     scores = vectors @ query  # (N,)
     return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+def _write_v1(
+    root: Path,
+    encoder: UserEncoder,
+    *,
+    item_ids: list[str] | None = None,
+    extra_files: dict[str, Callable[[Path], None]] | None = None,
+) -> Path:
+    """Version 1 of the small world with ``encoder``, its ids replaced when given."""
+    world = small_world()
+    return write_version(
+        root,
+        version=1,
+        parent=None,
+        item_ids=world.item_ids if item_ids is None else item_ids,
+        categories=world.categories,
+        vectors=world.item_vectors,
+        encoder=encoder,
+        popular=[],
+        loss={},
+        watermark=Watermark(),
+        index=build_index(world.item_vectors, flat_max_items=1000, nprobe=4),
+        extra_files=extra_files,
+    )
 
 
 def test_flat_round_trip_preserves_every_array(artifacts_dir: Path) -> None:
@@ -78,28 +104,15 @@ def test_manifest_lists_sha256_of_every_file(artifacts_dir: Path) -> None:
 
 
 def test_extra_files_are_written_and_checksummed(artifacts_dir: Path) -> None:
-    world = small_world()
     encoder = UserEncoder.initial(dim=DIM, history_len=8, n_types=N_EVENT_TYPES)
-    path = write_version(
-        artifacts_dir,
-        version=1,
-        parent=None,
-        item_ids=world.item_ids,
-        categories=world.categories,
-        vectors=world.item_vectors,
-        encoder=encoder,
-        popular=[],
-        loss={},
-        watermark=Watermark(),
-        index=build_index(world.item_vectors, flat_max_items=1000, nprobe=4),
-        extra_files={artifacts.CHECKPOINT: lambda p: p.write_bytes(b"ckpt")},
+    path = _write_v1(
+        artifacts_dir, encoder, extra_files={artifacts.CHECKPOINT: lambda p: p.write_bytes(b"ckpt")}
     )
     assert (path / artifacts.CHECKPOINT).read_bytes() == b"ckpt"
     assert artifacts.CHECKPOINT in read_manifest(path).files
 
 
 def test_failing_extra_file_writer_leaves_no_directory(artifacts_dir: Path) -> None:
-    world = small_world()
     encoder = UserEncoder.initial(dim=DIM, history_len=8, n_types=N_EVENT_TYPES)
 
     def explode(path: Path) -> None:
@@ -107,20 +120,7 @@ def test_failing_extra_file_writer_leaves_no_directory(artifacts_dir: Path) -> N
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        write_version(
-            artifacts_dir,
-            version=1,
-            parent=None,
-            item_ids=world.item_ids,
-            categories=world.categories,
-            vectors=world.item_vectors,
-            encoder=encoder,
-            popular=[],
-            loss={},
-            watermark=Watermark(),
-            index=build_index(world.item_vectors, flat_max_items=1000, nprobe=4),
-            extra_files={artifacts.CHECKPOINT: explode},
-        )
+        _write_v1(artifacts_dir, encoder, extra_files={artifacts.CHECKPOINT: explode})
     assert list(artifacts_dir.iterdir()) == []  # neither v00000001 nor a .tmp-* dir
     assert list_versions(artifacts_dir) == []
 
@@ -197,19 +197,7 @@ def test_inconsistent_inputs_write_nothing(artifacts_dir: Path, field: str, mess
         dim = DIM * 2
     encoder = UserEncoder.initial(dim=dim, history_len=8, n_types=N_EVENT_TYPES)
     with pytest.raises(ArtifactError, match=message):
-        write_version(
-            artifacts_dir,
-            version=1,
-            parent=None,
-            item_ids=ids,
-            categories=world.categories,
-            vectors=world.item_vectors,
-            encoder=encoder,
-            popular=[],
-            loss={},
-            watermark=Watermark(),
-            index=build_index(world.item_vectors, flat_max_items=1000, nprobe=4),
-        )
+        _write_v1(artifacts_dir, encoder, item_ids=ids)
     assert list(artifacts_dir.iterdir()) == []
 
 
