@@ -4,7 +4,8 @@
     ml-100k     a directory with u.data and u.item
     ml-1m       a directory with movies.dat and ratings.dat, or the partial rating files
     kuairand    a KuaiRand-style TSV (user_id, video_id, label, time_ms), or its directory
-    csv         user,item,rating|type,timestamp[,category], or its directory
+    csv         user,item,rating|type[,timestamp][,category], or its directory
+    lines       ``user item item …`` per line (LightGCN / NGCF train.txt), every item a like
 
 Star ratings: >= ``like_min`` like, <= ``dislike_max`` dislike, in between a click (kept in
 histories as neutral context; not a label unless ``TrainConfig.click_weight`` > 0).
@@ -16,13 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainer.data.dataset import Dataset
+from trainer.data.lines import load_lines
 from trainer.data.movielens import load_ml1m, load_ml100k
 from trainer.data.synthetic import SyntheticWorld, make_world
 from trainer.data.tabular import load_csv, load_kuairand
 from trainer.data.textfile import RatingMap
 from veto.errors import ConfigError
 
-DATASETS = ("synthetic", "ml-100k", "ml-1m", "kuairand", "csv")
+DATASETS = ("synthetic", "ml-100k", "ml-1m", "kuairand", "csv", "lines")
 SYNTHETIC_ITEMS = 2_000
 
 
@@ -65,6 +67,8 @@ def load_dataset(
         return load_kuairand(path)
     if name == "csv":
         return load_csv(path, like_min=like_min, dislike_max=dislike_max)
+    if name == "lines":
+        return load_lines(path)
     stars = RatingMap(like_min=like_min, dislike_max=dislike_max, low=1, high=5)
     if name == "ml-100k":
         return load_ml100k(path, rating_map=stars)

@@ -3,10 +3,11 @@
 KuaiRand (``user_id, video_id, label, time_ms`` among other columns, tab-separated, plain or
 gzip): label 1 = like, 0 = hate (dislike). No categories.
 
-Generic CSV (``user,item,rating|type,timestamp[,category]``, comma-separated, plain or gzip):
-``type`` is like / dislike / click / skip; a numeric ``rating`` (0-10) is mapped by the like /
-dislike thresholds. Where every ``timestamp`` is empty, file order is used instead
-(``has_timestamps=False``); a mix of empty and set timestamps is an error. An item's
+Generic CSV (``user,item,rating|type[,timestamp][,category]``, comma-separated, plain or
+gzip, columns in any order): ``type`` is like / dislike / click / skip; a numeric ``rating``
+(0-10) is mapped by the like / dislike thresholds. Without a ``timestamp`` column, or where
+every ``timestamp`` is empty, file order is used instead (``has_timestamps=False``), so a
+paper's split loads as published; a mix of empty and set timestamps is an error. An item's
 category is its first non-empty one; two different categories for one item are an error.
 The catalog is every item of the file, in order of first appearance.
 """
@@ -123,12 +124,12 @@ def _csv_kind(fields: dict[str, str], *, rating_map: RatingMap, path: Path, line
 
 
 def load_csv(path: Path, *, like_min: float, dislike_max: float) -> Dataset:
-    """The generic CSV: ``user,item,rating|type,timestamp[,category]`` with a header."""
+    """The generic CSV: ``user,item,rating|type[,timestamp][,category]`` with a header."""
     path = resolve_table(path)
     low, high = CSV_RATING_RANGE
     rating_map = RatingMap(like_min=like_min, dislike_max=dislike_max, low=low, high=high)
     rows = _rows(path, delimiter=",")
-    cols = _header(rows, path, ("user", "item", "timestamp"))
+    cols = _header(rows, path, ("user", "item"))
     if "type" not in cols and "rating" not in cols:
         raise DatasetError("header needs a 'rating' or a 'type' column", path=str(path), line=1)
     optional: tuple[str, ...] = ("user", "item", "rating", "type", "timestamp", "category")
@@ -144,7 +145,7 @@ def load_csv(path: Path, *, like_min: float, dislike_max: float) -> Dataset:
         user = check_dataset_id(fields["user"].strip(), kind="user", path=path, line=number)
         item = check_dataset_id(fields["item"].strip(), kind="item", path=path, line=number)
         kind = _csv_kind(fields, rating_map=rating_map, path=path, line=number)
-        has_ts = bool(fields["timestamp"].strip())
+        has_ts = bool(fields.get("timestamp", "").strip())
         if timed is None:
             timed = has_ts
         elif timed != has_ts:

@@ -1,5 +1,6 @@
 """What ``veto eval`` evaluates on: a dataset read by the trainer's own readers, or a provided
-train/test pair of generic CSV files, and the split of one seed.
+train/test pair (generic CSV or ``user item item …`` lines, ``--split-format``), and the split
+of one seed.
 
 Temporal split on MovieLens-1M as shipped here: only users 1–2999 have real timestamps (the
 ``ratings.users0001-2999`` file); the others have file order only. Those users are split in
@@ -9,7 +10,7 @@ time and evaluated; the others stay wholly in train (they still shape the model)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from trainer.data.dataset import Dataset
@@ -58,16 +59,17 @@ def ml1m_timed_users(directory: Path) -> frozenset[str] | None:
 
 def _provided(options: EvalOptions) -> EvalData:
     assert options.train_file is not None and options.test_file is not None
-    like_min, dislike_max = options.like_min, options.dislike_max
-    train = load_dataset("csv", options.train_file, like_min=like_min, dislike_max=dislike_max)
-    test = load_dataset("csv", options.test_file, like_min=like_min, dislike_max=dislike_max)
+    # The split format names the reader: "csv" and "lines" are both dataset names.
+    fmt, like_min, dislike_max = options.split_format, options.like_min, options.dislike_max
+    train = load_dataset(fmt, options.train_file, like_min=like_min, dislike_max=dislike_max)
+    test = load_dataset(fmt, options.test_file, like_min=like_min, dislike_max=dislike_max)
     # The catalog: the train file's items, then items only the test file names (cold items).
     catalog: dict[str, str | None] = dict(zip(train.item_ids, train.categories, strict=True))
     for item, category in zip(test.item_ids, test.categories, strict=True):
         if catalog.get(item) is None:
             catalog[item] = category
     return EvalData(
-        name=f"provided ({options.train_file.name}, {options.test_file.name})",
+        name=f"provided {fmt} ({options.train_file.name}, {options.test_file.name})",
         item_ids=list(catalog),
         categories=list(catalog.values()),
         interactions=train.interactions,
@@ -104,8 +106,32 @@ def load_eval_data(options: EvalOptions) -> EvalData:
     )
 
 
+# The validation slice's own seed: never the seed of the split it is cut from.
+VALIDATION_SEED = 1_000_003
+
+
 def split_for_seed(data: EvalData, options: EvalOptions, *, seed: int) -> Split:
-    """The split of one repeat: seeded random, temporal (same for every seed) or provided."""
+    """The split of one repeat (seeded random, temporal or provided), or with
+    ``options.validation`` a validation split cut from its training half by the same
+    protocol (random for a provided split): the test half is then never read."""
+    split = _split(data, options, seed=seed)
+    if not options.validation:
+        return split
+    if split.protocol == "temporal":
+        inner = temporal_split(
+            split.train,
+            test_share=options.test_share,
+            has_timestamps=data.has_timestamps,
+            timed_users=data.timed_users,
+        )
+    else:
+        inner = random_split(
+            split.train, test_share=options.test_share, seed=seed + VALIDATION_SEED
+        )
+    return replace(inner, protocol=f"{split.protocol} validation")
+
+
+def _split(data: EvalData, options: EvalOptions, *, seed: int) -> Split:
     if data.provided is not None:
         return provided_split(*data.provided)
     if options.split == "temporal":

@@ -16,6 +16,8 @@ from trainer.learn.config import OBJECTIVES, TrainConfig
 from veto.errors import ConfigError
 
 SPLITS = ("random", "temporal")
+# Formats of a provided --train/--test pair: the generic CSV, or `user item item …` per line.
+SPLIT_FORMATS = ("csv", "lines")
 # Fields the evaluation itself sets per run; --set may not override them.
 _RUN_FIELDS = ("objective", "seed", "use_dislike_feature")
 # Fewer epochs than the trainer's default: the MovieLens-1M target run (3 seeds × 2 objectives
@@ -36,6 +38,7 @@ class EvalOptions:
     test_share: float = 0.2
     train_file: Path | None = None
     test_file: Path | None = None
+    split_format: str = "csv"
     seeds: int = 1
     responsiveness: bool = False
     like_min: float = 4.0
@@ -46,6 +49,7 @@ class EvalOptions:
     sim_top_k: int = 20
     sim_start_events: int = 10
     progress: bool = True
+    validation: bool = False  # evaluate on a slice of the training half (choosing settings)
     train_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -74,9 +78,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="report directory")
     p.add_argument("--split", default="random", help="random | temporal (per user)")
     p.add_argument("--test-share", type=float, default=0.2)
-    p.add_argument("--train", dest="train_file", type=Path, help="provided split: train CSV")
-    p.add_argument("--test", dest="test_file", type=Path, help="provided split: test CSV")
+    p.add_argument("--train", dest="train_file", type=Path, help="provided split: train file")
+    p.add_argument("--test", dest="test_file", type=Path, help="provided split: test file")
+    p.add_argument(
+        "--split-format",
+        help="format of --train/--test: csv (default; user,item,rating|type[,timestamp]"
+        "[,category]) | lines (user item item ..., every item a like)",
+    )
     p.add_argument("--seeds", type=int, default=1, help="repeats (split and training seed)")
+    p.add_argument(
+        "--validation",
+        action="store_true",
+        help="evaluate on a held-out slice of each training half, never reading the test "
+        "half: for choosing settings",
+    )
     p.add_argument("--epochs", type=int, help=f"training epochs (default {EVAL_EPOCHS})")
     p.add_argument("--responsiveness", action="store_true", help="run the NTR §4 simulation")
     p.add_argument("--like-min", type=float, default=4.0)
@@ -148,6 +163,13 @@ def parse_options(argv: list[str]) -> EvalOptions:
         raise ConfigError("a provided split needs both --train FILE and --test FILE")
     if args.train_file is not None and args.split != "random":
         raise ConfigError("--split does not apply to a provided --train/--test split")
+    if args.split_format is not None and args.train_file is None:
+        raise ConfigError("--split-format applies only to a provided --train/--test split")
+    split_format = "csv" if args.split_format is None else args.split_format
+    if split_format not in SPLIT_FORMATS:
+        raise ConfigError(
+            f"unknown --split-format {split_format!r}; one of {', '.join(SPLIT_FORMATS)}"
+        )
     if not 0.0 < args.test_share < 1.0:
         raise ConfigError(f"--test-share must be strictly between 0 and 1, got {args.test_share}")
     if args.seeds < 1:
@@ -165,6 +187,7 @@ def parse_options(argv: list[str]) -> EvalOptions:
         test_share=args.test_share,
         train_file=args.train_file,
         test_file=args.test_file,
+        split_format=split_format,
         seeds=args.seeds,
         responsiveness=args.responsiveness,
         like_min=args.like_min,
@@ -175,6 +198,7 @@ def parse_options(argv: list[str]) -> EvalOptions:
         sim_top_k=args.sim_top_k,
         sim_start_events=args.sim_start_events,
         progress=args.progress,
+        validation=args.validation,
         train_overrides=_overrides(args.sets, args.epochs),
     )
     # Build every run's TrainConfig now so a bad value fails before any work.

@@ -14,6 +14,7 @@ from veto.errors import ConfigError
 # bsl+ntr       bsl + the Not-to-Recommend term
 # ssm-neg       dislikes as extra softmax negatives of the user's likes (the paper's alternative)
 # ssm-nodislike dislikes dropped entirely: neither label nor input
+CONTEXTS = ("causal", "bag")
 OBJECTIVES = ("ssm", "ssm+ntr", "bsl", "bsl+ntr", "ssm-neg", "ssm-nodislike")
 
 
@@ -33,22 +34,26 @@ class TrainConfig:
     n_sampled: int = 1024  # uniformly sampled negatives per batch, shared by its rows
     ntr_weight: float = 1.0  # w in -w log(1 - p)
     click_weight: float = 0.0  # softmax weight of a click label; 0 = clicks are input only
+    # The input of an example: "causal" (the history before the event) or "bag" (the whole
+    # history but the event, as the service encodes a user) - trainer.learn.examples.
+    context: str = "causal"
     use_dislike_feature: bool = True  # False: dislikes removed from the input histories
     user_embedding: bool = False  # a per-user embedding for users seen in training
-    freq_alpha: float = 0.01  # streaming frequency estimate (Yi et al. 2019)
-    freq_buckets: int = 0  # hash buckets of the estimate; 0 = one per item (exact)
+    freq_alpha: float = 0.01  # online decay of the label counts per batch (logQ's q)
     seed: int = 0
     threads: int = 2  # torch threads: the machine is shared
 
     def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise ConfigError(f"context {self.context!r} is not one of {', '.join(CONTEXTS)}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
         positive_ints = ("dim", "history_len", "batch_size", "threads")
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.epochs < 0 or self.n_sampled < 0 or self.freq_buckets < 0:
-            raise ConfigError("epochs, n_sampled and freq_buckets must be >= 0")
+        if self.epochs < 0 or self.n_sampled < 0:
+            raise ConfigError("epochs and n_sampled must be >= 0")
         for name in ("lr", "emb_lr", "tau", "bsl_tau1"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from trainer.learn.config import TrainConfig
+from trainer.learn.config import CONTEXTS, TrainConfig
 from veto.errors import UnknownItem
 from veto.events import EventType, Interaction
 
@@ -94,6 +94,21 @@ def history_window(
     return row_items, row_types
 
 
+def _bag_offsets(
+    *, n_history: int, own: npt.NDArray[np.int64], history_len: int
+) -> npt.NDArray[np.int64]:
+    """(e, L) positions in the padded history (P = L + 1 pads, then the h events): the
+    newest L events but each example's own (``own``, -1 when its event is not in the
+    history, e.g. a dislike without the dislike feature)."""
+    newest = n_history + history_len  # padded position of the newest event
+    window = newest - np.arange(history_len + 1)  # (L + 1,) newest first
+    keep = window[None, :] != own[:, None]  # (e, L + 1)
+    # The first L kept positions of each row, in order (a stable sort puts kept ones first).
+    pick = np.argsort(~keep, axis=1, kind="stable")[:, :history_len]  # (e, L)
+    out: npt.NDArray[np.int64] = window[pick]
+    return out
+
+
 def build_examples(
     interactions: Sequence[Interaction],
     *,
@@ -103,18 +118,24 @@ def build_examples(
     dislike_input: bool,
     click_weight: float = 0.0,
     targets: Sequence[bool] | None = None,
+    context: str = "causal",
 ) -> Examples:
     """Examples of every labelled event, histories from the same interactions (oldest first).
 
-    ``targets`` (aligned with ``interactions``) limits the labels to the marked events; the
-    others are context only (a round's users' older history). Raises KeyError for an item
-    not in ``item_index``; users missing from ``user_index`` get row -1.
+    ``context``: ``causal``, the history before the event; ``bag``, the user's whole history
+    but the event itself (leave-one-out: what the service encodes when it serves, the whole
+    recent history). Either way the newest ``history_len`` events. ``targets`` (aligned with
+    ``interactions``) limits the labels to the marked events; the others are context only (a
+    round's users' older history). Raises KeyError for an item not in ``item_index``; users
+    missing from ``user_index`` get row -1.
     """
+    if context not in CONTEXTS:
+        raise ValueError(f"context {context!r} is not one of {CONTEXTS}")
     by_user: dict[str, list[int]] = {}
     for pos, x in enumerate(interactions):
         by_user.setdefault(x.user_id, []).append(pos)
     parts: list[Examples] = []
-    pad = np.full(history_len, -1, np.int32)
+    pad = np.full(history_len + 1, -1, np.int32)
     for user, positions in by_user.items():
         events = [interactions[p] for p in positions]
         rows = np.array([item_index[x.item_id] for x in events], np.int32)  # (n,)
@@ -129,12 +150,20 @@ def build_examples(
         )
         if not labelled.any():
             continue
-        h_items = np.concatenate([pad, rows[in_history]])  # (L + h,) oldest first, padded
-        h_types = np.concatenate([np.zeros(history_len, np.int8), kinds[in_history]])
-        # Number of history events strictly before each event: the end of its window.
+        # (P + h,) oldest first, padded: P = L + 1 so a bag window can drop one event.
+        h_items = np.concatenate([pad, rows[in_history]])
+        h_types = np.concatenate([np.zeros(history_len + 1, np.int8), kinds[in_history]])
+        # Number of history events strictly before each event: the end of its causal window.
         before = np.cumsum(in_history) - in_history  # (n,)
-        ends = before[labelled] + history_len  # (e,)
-        offsets = ends[:, None] - 1 - np.arange(history_len)[None, :]  # (e, L) newest first
+        if context == "causal":
+            ends = before[labelled] + history_len + 1  # (e,)
+            offsets = ends[:, None] - 1 - np.arange(history_len)[None, :]  # (e, L) newest first
+        else:
+            offsets = _bag_offsets(
+                n_history=int(in_history.sum()),
+                own=np.where(in_history, before + history_len + 1, -1)[labelled],
+                history_len=history_len,
+            )
         parts.append(
             Examples(
                 items=h_items[offsets],
@@ -170,6 +199,7 @@ def make_examples(
             dislike_input=dislike_input,
             click_weight=config.click_weight,
             targets=targets,
+            context=config.context,
         )
     except KeyError as exc:
         raise UnknownItem(f"item {exc.args[0]!r} is not in the catalog") from exc

@@ -11,6 +11,7 @@ The online trainer keeps one ``Learner`` alive across rounds, so a round neither
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from trainer.learn.step import Batch, batch_loss
 from veto.encoder import UserEncoder
 from veto.errors import ConfigError
 from veto.events import EventType, Interaction
+
+log = logging.getLogger("veto.trainer")
 
 
 @dataclass
@@ -103,12 +106,7 @@ class Learner:
         )
         self.sparse = RowWiseAdagrad(self.model.sparse_parameters(), lr=config.emb_lr)
         self.dense = torch.optim.Adam(self.model.dense_parameters(), lr=config.lr)
-        self.freq = FrequencyEstimator(
-            n_items=n,
-            buckets=config.freq_buckets,
-            alpha=config.freq_alpha,
-            prior_interval=max(1.0, n / config.batch_size),
-        )
+        self.freq = FrequencyEstimator(n_items=n, alpha=config.freq_alpha)
 
     @classmethod
     def warm(cls, init: FitResult, *, item_ids: Sequence[str], config: TrainConfig) -> Learner:
@@ -148,9 +146,17 @@ class Learner:
             if learner.user_ids == ckpt.user_ids:  # the accumulators have one row per user
                 learner.sparse.load_state_dict(ckpt.sparse_opt)
             learner.dense.load_state_dict(ckpt.dense_opt)
-            learner.freq.load_state_dict(ckpt.freq)
+            try:
+                learner.freq.load_state_dict(ckpt.freq)
+            except ValueError as exc:
+                # A checkpoint of an older estimator: the counts rebuild from the stream.
+                log.warning("frequency estimate not restored (%s); starting uniform", exc)
             learner.step = ckpt.step
         return learner
+
+    def seed_frequencies(self, examples: Examples) -> None:
+        """Exact label counts of ``examples``: the data at hand is the training set."""
+        self.freq.seed(examples.labels)
 
     @property
     def user_index(self) -> dict[str, int]:
@@ -177,10 +183,11 @@ class Learner:
             self.sparse.state[self.model.user_emb.weight] = {"sum": acc}
 
     def train(
-        self, examples: Examples, *, epochs: int, progress: bool = False
+        self, examples: Examples, *, epochs: int, stream: bool, progress: bool = False
     ) -> list[dict[str, float]]:
         """``epochs`` passes over ``examples`` (their user rows index ``user_ids``); one loss
-        record per epoch."""
+        record per epoch. ``stream``: the label counts of the logQ correction follow the
+        batches (online rounds); otherwise they stay as seeded (exact, ``seed_frequencies``)."""
         config = self.config
         torch.set_num_threads(config.threads)
         if len(examples) and examples.history_len != config.history_len:
@@ -218,7 +225,8 @@ class Learner:
                 parts.total.backward()  # type: ignore[no-untyped-call]
                 self.sparse.step()
                 self.dense.step()
-                self.freq.update(batch.labels)
+                if stream:
+                    self.freq.update(batch.labels)
                 self.step += 1
                 rows = int(batch.labels.shape[0])
                 sums["total"] += float(parts.total.detach()) * rows
@@ -302,4 +310,6 @@ def fit(
     examples = make_examples(
         interactions, item_index=learner.item_index, user_index=learner.user_index, config=config
     )
-    return learner.export(learner.train(examples, epochs=config.epochs, progress=progress))
+    learner.seed_frequencies(examples)
+    history = learner.train(examples, epochs=config.epochs, stream=False, progress=progress)
+    return learner.export(history)

@@ -1,67 +1,68 @@
-"""Streaming item-frequency estimation (Yi et al., RecSys 2019, Algorithm 2).
+"""How often each item appears among one batch's labels: the logQ correction's ``q``
+(Yi et al., RecSys 2019, with copies counted).
 
-Two arrays over hashed item ids: ``A[h]`` the last step the item was seen, ``B[h]`` the
-estimated number of steps between two sightings. At global step t, for each item seen:
+Legend: N items, B labels in a batch.
 
-    B[h] <- (1 - alpha) B[h] + alpha (t - A[h]),   A[h] <- t,   q = 1 / B[h]
+    q_j = B · c_j / T
 
-``q`` is then the expected number of times the item appears among one batch's labels. An
-item never seen keeps a prior of one sighting every ``prior_interval`` steps.
+with ``c_j`` the count of item j among the labels seen and ``T`` the number of labels seen.
+A popular item appears several times in one batch (ML-1M's top items 2–5 times per 1024), so
+copies are counted: an estimate that counts an item once per batch cannot exceed 1 and
+over-penalises exactly the items users like most.
+
+Exact where the training data are at hand: ``seed`` with every example's label, and the
+counts stay fixed while training (``fit``: ``veto bootstrap`` and ``veto eval``). Online,
+``update`` decays the counts by (1 − alpha) per batch before adding the batch's labels, so
+the estimate follows the stream with a memory of about 1/alpha batches, starting from the
+counts the bootstrap seeded (they travel in the checkpoint). Before any label: uniform.
 """
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor
 
-_KNUTH = 2654435761  # multiplicative hash for bucketed estimates
-
 
 class FrequencyEstimator:
-    """The A/B arrays of one catalog; state is plain tensors (it goes in the checkpoint)."""
+    """Decayed label counts of one catalog; state is plain tensors (it goes in the checkpoint)."""
 
-    def __init__(self, *, n_items: int, buckets: int, alpha: float, prior_interval: float) -> None:
+    def __init__(self, *, n_items: int, alpha: float) -> None:
         self.n_items = n_items
-        self.buckets = buckets if buckets > 0 else n_items
         self.alpha = alpha
-        self.last_seen = torch.full((self.buckets,), -1.0, dtype=torch.float64)  # A; -1 = never
-        self.interval = torch.full((self.buckets,), float(prior_interval), dtype=torch.float64)
-        self.step = 0
+        self.counts = torch.ones(n_items, dtype=torch.float64)  # (N,) uniform prior
+        self.total = float(n_items)
 
-    def _hash(self, items: Tensor) -> Tensor:
-        if self.buckets == self.n_items:
-            return items
-        return (items * _KNUTH) % self.buckets
+    def seed(self, labels: Tensor | npt.NDArray[np.integer]) -> None:
+        """Exact counts of ``labels`` (every example's label item row), replacing the rest."""
+        rows = torch.as_tensor(np.asarray(labels), dtype=torch.int64).reshape(-1)
+        if rows.numel() == 0:
+            return
+        self.counts = torch.bincount(rows, minlength=self.n_items).to(torch.float64)
+        self.total = float(rows.numel())
 
-    def update(self, items: Tensor) -> None:
-        """Record one batch's label items (any shape) and advance the step."""
-        self.step += 1
-        h = torch.unique(self._hash(items.reshape(-1)))
-        t = float(self.step)
-        last = self.last_seen[h]
-        seen = last >= 0
-        gap = torch.where(seen, t - last, self.interval[h])  # first sighting keeps the prior
-        self.interval[h] = (1 - self.alpha) * self.interval[h] + self.alpha * gap
-        self.last_seen[h] = t
+    def update(self, labels: Tensor) -> None:
+        """Decay, then add one batch's label rows (any shape), each copy counted."""
+        rows = labels.reshape(-1).to(torch.int64)
+        keep = 1.0 - self.alpha
+        self.counts.mul_(keep).index_add_(0, rows, torch.ones(rows.numel(), dtype=torch.float64))
+        self.total = self.total * keep + rows.numel()
 
-    def expected_count(self, items: Tensor) -> Tensor:
-        """q = 1 / B: expected occurrences of each item among one batch's labels."""
-        return (1.0 / self.interval[self._hash(items)].clamp_min(1e-6)).to(torch.float32)
+    def expected_count(self, items: Tensor, batch_size: int) -> Tensor:
+        """q: expected copies of each of ``items`` among a batch of ``batch_size`` labels."""
+        q = self.counts[items] * (batch_size / max(self.total, 1e-12))
+        return q.to(torch.float32)
 
-    def state_dict(self) -> dict[str, Tensor | int | float]:
-        return {
-            "last_seen": self.last_seen,
-            "interval": self.interval,
-            "step": self.step,
-            "alpha": self.alpha,
-        }
+    def state_dict(self) -> dict[str, Tensor | float]:
+        return {"counts": self.counts, "total": self.total, "alpha": self.alpha}
 
-    def load_state_dict(self, state: dict[str, Tensor | int | float]) -> None:
-        last, interval = state["last_seen"], state["interval"]
-        if not isinstance(last, Tensor) or not isinstance(interval, Tensor):
-            raise ValueError("frequency state needs last_seen and interval tensors")
-        if last.shape != (self.buckets,) or interval.shape != (self.buckets,):
-            raise ValueError("frequency state does not match the number of buckets")
-        self.last_seen = last.to(torch.float64).clone()
-        self.interval = interval.to(torch.float64).clone()
-        self.step = int(state["step"])
+    def load_state_dict(self, state: dict[str, Tensor | float]) -> None:
+        """ValueError for another catalog size or an older estimator's state."""
+        counts, total = state.get("counts"), state.get("total")
+        if not isinstance(counts, Tensor) or not isinstance(total, float | int):
+            raise ValueError("frequency state needs counts and total (an older format?)")
+        if counts.shape != (self.n_items,):
+            raise ValueError("frequency state does not match the number of items")
+        self.counts = counts.to(torch.float64).clone()
+        self.total = float(total)

@@ -5,7 +5,7 @@ U unique item rows touched by the batch.
 
 Candidates are the batch's label items (in-batch negatives, drawn in proportion to their
 frequency) plus S items drawn uniformly. The logQ correction of candidate j is the log of its
-expected count in that set, ``log(q_j + S / N)`` with q_j the streaming estimate of its count
+expected count in that set, ``log(q_j + S / N)`` with q_j the estimate of its copies
 among a batch's labels (``trainer.learn.frequency``). A candidate equal to an example's own label is
 masked (an accidental hit). ``ssm-neg`` adds each example's disliked history items as extra,
 uncorrected negatives.
@@ -90,7 +90,7 @@ def batch_loss(
     states = model.encode_rows(vectors, hist_rows, batch.types, encode_valid, batch.users)
 
     scaled = states / config.tau  # (B, D): dividing here keeps (B, C) ops to a minimum
-    log_q = torch.log(freq.expected_count(candidates) + config.n_sampled / n_items)  # (C,)
+    log_q = torch.log(freq.expected_count(candidates, b) + config.n_sampled / n_items)  # (C,)
     hit_rows, hit_cols = torch.nonzero(
         candidates.unsqueeze(0) == batch.labels.unsqueeze(1), as_tuple=True
     )  # accidental hits, including each row's own label

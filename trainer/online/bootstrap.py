@@ -100,7 +100,9 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
         f"veto bootstrap: {dataset.name}: {len(dataset.item_ids)} items, "
         f"{len(dataset.interactions)} interactions, {len(examples)} examples"
     )
-    result = learner.export(learner.train(examples, epochs=config.epochs, progress=progress))
+    learner.seed_frequencies(examples)  # exact counts; the trainer's rounds decay them
+    history = learner.train(examples, epochs=config.epochs, stream=False, progress=progress)
+    result = learner.export(history)
     replay = ReplayBuffer(
         capacity=settings.replay_capacity, history_len=config.history_len, seed=args.seed
     )

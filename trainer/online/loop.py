@@ -190,7 +190,7 @@ class Trainer:
         events = self.usable_events(state, entries)
         new = self.round_examples(state, events)
         examples = self.with_replay(state, new)
-        loss = state.learner.train(examples, epochs=self.settings.finetune_epochs)
+        loss = state.learner.train(examples, epochs=self.settings.finetune_epochs, stream=True)
         result = state.learner.export(loss)
         self.hook("after_fit")
         state.replay.add(new)  # saved with the version: a restart continues from it

@@ -74,3 +74,15 @@ def write_csv(path: Path, *, rows: list[str] | None = None) -> Path:
     )
     path.write_text("\n".join(["user,item,type,timestamp,category", *body]) + "\n")
     return path
+
+
+def write_lines(path: Path, lines: list[str], *, gz: bool = False) -> Path:
+    """A ``user item item …`` file (LightGCN's train.txt format), plain or gzip."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    if gz:
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+    return path

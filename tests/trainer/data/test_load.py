@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from tests.trainer.data.files import (
     write_csv,
     write_kuairand,
+    write_lines,
     write_ml1m,
     write_ml1m_partial,
     write_ml100k,
@@ -115,6 +117,99 @@ def test_unknown_dataset_or_missing_path_is_a_config_error(tmp_path: Path) -> No
         load_dataset("nope", tmp_path)
     with pytest.raises(ConfigError):
         load_dataset("ml-1m", None)
+
+
+def test_csv_without_a_timestamp_column_keeps_file_order(tmp_path: Path) -> None:
+    path = tmp_path / "paper.csv"
+    path.write_text("user,item,rating\nb,z,9\na,x,1\nb,x,5\n\na,y,10\n")
+    ds = load_dataset("csv", path, like_min=8, dislike_max=2)
+    assert not ds.has_timestamps
+    assert [(x.user_id, x.item_id, x.type) for x in ds.interactions] == [
+        ("b", "z", LIKE),
+        ("a", "x", DISLIKE),
+        ("b", "x", CLICK),
+        ("a", "y", LIKE),
+    ]
+    assert [x.timestamp for x in ds.interactions] == [0.0, 1.0, 2.0, 3.0]
+    assert ds.item_ids == ["z", "x", "y"]
+
+
+def test_csv_without_a_timestamp_column_reads_types_and_categories(tmp_path: Path) -> None:
+    path = tmp_path / "typed.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("category,item,user,type\nred,x,a,like\n,y,a,skip\nblue,y,b,dislike\n")
+    ds = load_dataset("csv", path)
+    assert not ds.has_timestamps
+    assert [x.type for x in ds.interactions] == [LIKE, EventType.SKIP, DISLIKE]
+    assert ds.categories == ["red", "blue"]
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("a,x\n", 2, "expected 3 fields"),  # too few fields
+        ("a,x,like\na b,y,like\n", 3, "invalid user id"),
+        ("a,x{1},like\n", 2, "invalid item id"),
+        ("a,x,meh\n", 2, "meh"),
+    ],
+)
+def test_bad_rows_of_a_csv_without_timestamps_name_the_line(
+    tmp_path: Path, body: str, line: int, message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("user,item,type\n" + body)
+    with pytest.raises(DatasetError, match=message) as info:
+        load_dataset("csv", path)
+    assert info.value.line == line and info.value.path == str(path)
+
+
+def test_csv_needs_user_and_item_columns(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "train.csv", ["0 1 2", "1 2"])
+    with pytest.raises(DatasetError, match="header lacks column"):
+        load_dataset("csv", path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_lines_every_item_is_a_like_in_file_order(tmp_path: Path, gz: bool) -> None:
+    lines = ["0 10 11 12", "", "1\t11   10", "2", "0 13"]
+    ds = load_dataset("lines", write_lines(tmp_path / "train.txt", lines, gz=gz))
+    assert ds.name == "lines" and not ds.has_timestamps
+    assert [(x.user_id, x.item_id) for x in ds.interactions] == [
+        ("0", "10"), ("0", "11"), ("0", "12"), ("1", "11"), ("1", "10"), ("0", "13"),
+    ]  # fmt: skip
+    assert {x.type for x in ds.interactions} == {LIKE}
+    assert [x.timestamp for x in ds.interactions] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert ds.item_ids == ["10", "11", "12", "13"]
+    assert ds.categories == [None] * 4
+    assert ds.user_ids == ["0", "1"]  # user 2 has no items and contributes nothing
+
+
+@pytest.mark.parametrize(
+    ("lines", "line", "message"),
+    [
+        (["0 1 2", "1 2 x|y"], 2, "invalid item id 'x|y'"),
+        (["0 1", "", "u{1} 2"], 3, "invalid user id"),
+        (["user,item,type", "a,x,like"], 1, "invalid user id"),  # a CSV given as lines
+    ],
+)
+def test_bad_lines_name_file_and_line(
+    tmp_path: Path, lines: list[str], line: int, message: str
+) -> None:
+    path = write_lines(tmp_path / "train.txt", lines)
+    with pytest.raises(DatasetError, match=message) as info:
+        load_dataset("lines", path)
+    assert info.value.line == line and info.value.path == str(path)
+
+
+def test_lines_without_any_item_or_file_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no interactions"):
+        load_dataset("lines", write_lines(tmp_path / "users.txt", ["0", "", "1"]))
+    with pytest.raises(DatasetError, match="not a directory"):
+        load_dataset("lines", tmp_path)
+    with pytest.raises(DatasetError, match="file not found"):
+        load_dataset("lines", tmp_path / "missing.txt")
+    with pytest.raises(ConfigError, match="needs a path"):
+        load_dataset("lines", None)
 
 
 def test_synthetic_catalog_size(tmp_path: Path) -> None:

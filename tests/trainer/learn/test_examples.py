@@ -44,3 +44,60 @@ def test_clicks_are_labels_only_with_a_weight() -> None:
     assert build_examples(events, **kw).labels.tolist() == [1]  # type: ignore[arg-type]
     weighted = build_examples(events, click_weight=0.5, **kw)  # type: ignore[arg-type]
     assert weighted.labels.tolist() == [0, 1]
+
+
+def test_bag_context_is_the_whole_history_but_the_event_itself() -> None:
+    index = {f"i{n}": n for n in range(4)}
+    ex = build_examples(
+        _events(),
+        item_index=index,
+        user_index={},
+        history_len=3,
+        dislike_input=True,
+        context="bag",
+    )
+    # User a's history oldest first: i0 L, i1 D, i2 S, i3 L; each label sees the others.
+    assert ex.labels.tolist() == [0, 1, 3, 1]
+    np.testing.assert_array_equal(
+        ex.items, [[3, 2, 1], [3, 2, 0], [2, 1, 0], [-1, -1, -1]]
+    )  # newest first, at most L, the label's own event left out
+    np.testing.assert_array_equal(ex.types[0], [int(L), int(S), int(D)])
+
+
+def test_bag_context_keeps_the_newest_events_when_the_history_is_longer() -> None:
+    events = [Interaction("a", f"i{n}", L, float(n)) for n in range(6)]
+    index = {f"i{n}": n for n in range(6)}
+    kw = {"item_index": index, "user_index": {}, "history_len": 2, "dislike_input": True}
+    ex = build_examples(events, context="bag", **kw)  # type: ignore[arg-type]
+    # The newest two are i5, i4; the examples of i5 and i4 skip themselves.
+    np.testing.assert_array_equal(ex.items, [[5, 4]] * 4 + [[5, 3], [4, 3]])
+
+
+def test_bag_context_without_the_dislike_feature_keeps_dislike_labels_out_of_inputs() -> None:
+    index = {f"i{n}": n for n in range(4)}
+    ex = build_examples(
+        _events(),
+        item_index=index,
+        user_index={},
+        history_len=3,
+        dislike_input=False,
+        context="bag",
+    )
+    # The dislike of i1 is in no input; its own example sees the three other events.
+    np.testing.assert_array_equal(ex.items[1], [3, 2, 0])
+    np.testing.assert_array_equal(ex.items[0], [3, 2, -1])
+
+
+def test_only_targets_are_labels_and_the_rest_is_context() -> None:
+    index = {f"i{n}": n for n in range(4)}
+    targets = [False, False, False, False, True]  # only a/i3 like
+    ex = build_examples(
+        _events(),
+        item_index=index,
+        user_index={},
+        history_len=3,
+        dislike_input=True,
+        targets=targets,
+    )
+    assert ex.labels.tolist() == [3]
+    np.testing.assert_array_equal(ex.items[0], [2, 1, 0])

@@ -1,4 +1,4 @@
-"""Streaming frequency estimation converges to the true sighting interval."""
+"""The logQ frequency estimate: copies counted, exact when seeded, decayed when streaming."""
 
 from __future__ import annotations
 
@@ -8,34 +8,47 @@ import torch
 from trainer.learn.frequency import FrequencyEstimator
 
 
-def test_estimate_converges_to_one_over_the_interval() -> None:
-    est = FrequencyEstimator(n_items=10, buckets=0, alpha=0.05, prior_interval=100.0)
-    for step in range(2000):
-        seen = [0] + ([1] if step % 4 == 0 else []) + ([2] if step % 20 == 0 else [])
-        est.update(torch.tensor(seen))
-    q = est.expected_count(torch.tensor([0, 1, 2, 3]))
-    assert q[0].item() == pytest.approx(1.0, rel=0.02)
-    assert q[1].item() == pytest.approx(0.25, rel=0.05)
-    assert q[2].item() == pytest.approx(0.05, rel=0.1)
-    assert q[3].item() == pytest.approx(0.01)  # never seen: the prior
+def test_copies_in_one_batch_are_counted() -> None:
+    # Item 0 is 3 of every 4 labels: expected 3 copies in a batch of 4, not at most one.
+    est = FrequencyEstimator(n_items=5, alpha=0.5)
+    est.seed(torch.tensor([0, 0, 0, 1] * 50))
+    q = est.expected_count(torch.tensor([0, 1, 2]), 4)
+    assert q.tolist() == pytest.approx([3.0, 1.0, 0.0])
 
 
-def test_state_round_trips_and_rejects_a_different_size() -> None:
-    est = FrequencyEstimator(n_items=5, buckets=0, alpha=0.1, prior_interval=10.0)
-    est.update(torch.tensor([1, 2]))
+def test_seeded_counts_are_exact_and_scale_with_the_batch() -> None:
+    labels = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    est = FrequencyEstimator(n_items=4, alpha=0.1)
+    est.seed(labels)
+    q = est.expected_count(torch.arange(4), 1000)
+    assert q.tolist() == pytest.approx([600.0, 300.0, 100.0, 0.0])
+
+
+def test_before_any_label_every_item_is_equally_likely() -> None:
+    est = FrequencyEstimator(n_items=10, alpha=0.1)
+    assert est.expected_count(torch.arange(10), 5).tolist() == pytest.approx([0.5] * 10)
+
+
+def test_streaming_updates_follow_a_shift_and_forget_the_seed() -> None:
+    est = FrequencyEstimator(n_items=3, alpha=0.05)
+    est.seed(torch.tensor([0] * 100))
+    for _ in range(400):  # the stream now holds only item 1, in batches of 8
+        est.update(torch.full((8,), 1))
+    q = est.expected_count(torch.tensor([0, 1]), 8)
+    assert q[1].item() == pytest.approx(8.0, rel=1e-3)
+    assert q[0].item() < 1e-3
+
+
+def test_state_round_trips_and_rejects_another_catalog_or_format() -> None:
+    est = FrequencyEstimator(n_items=5, alpha=0.1)
+    est.seed(torch.tensor([1, 2, 2]))
     est.update(torch.tensor([1]))
-    other = FrequencyEstimator(n_items=5, buckets=0, alpha=0.1, prior_interval=10.0)
+    other = FrequencyEstimator(n_items=5, alpha=0.1)
     other.load_state_dict(est.state_dict())
     items = torch.arange(5)
-    torch.testing.assert_close(other.expected_count(items), est.expected_count(items))
-    assert other.step == 2
-    with pytest.raises(ValueError):
-        FrequencyEstimator(n_items=6, buckets=0, alpha=0.1, prior_interval=1.0).load_state_dict(
-            est.state_dict()
-        )
-
-
-def test_hashed_buckets_stay_in_range() -> None:
-    est = FrequencyEstimator(n_items=1000, buckets=16, alpha=0.1, prior_interval=10.0)
-    est.update(torch.arange(1000))
-    assert est.expected_count(torch.arange(1000)).shape == (1000,)
+    torch.testing.assert_close(other.expected_count(items, 7), est.expected_count(items, 7))
+    with pytest.raises(ValueError, match="number of items"):
+        FrequencyEstimator(n_items=6, alpha=0.1).load_state_dict(est.state_dict())
+    old_format = {"last_seen": torch.zeros(5), "interval": torch.ones(5), "step": 3}
+    with pytest.raises(ValueError, match="older format"):
+        FrequencyEstimator(n_items=5, alpha=0.1).load_state_dict(old_format)  # type: ignore[arg-type]

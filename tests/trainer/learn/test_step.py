@@ -30,7 +30,7 @@ def _setup(objective: str) -> tuple[VetoModel, Batch, FrequencyEstimator]:
         users=torch.full((N_ITEMS,), -1),
         weights=torch.ones(N_ITEMS),
     )
-    freq = FrequencyEstimator(n_items=N_ITEMS, buckets=0, alpha=0.1, prior_interval=1.0)
+    freq = FrequencyEstimator(n_items=N_ITEMS, alpha=0.1)  # uniform: q = B / N = 1
     return model, batch, freq
 
 
@@ -63,12 +63,13 @@ def test_logq_correction_lowers_frequent_candidates() -> None:
     gen = torch.Generator().manual_seed(0)
     plain = batch_loss(model, batch, config=config, freq=freq, generator=gen).softmax
     # Item 0 expected 5x per batch: as a negative its logit drops by log 5.
-    frequent = FrequencyEstimator(n_items=N_ITEMS, buckets=0, alpha=0.1, prior_interval=1.0)
+    frequent = FrequencyEstimator(n_items=N_ITEMS, alpha=0.1)
     state = freq.state_dict()
-    interval = state["interval"]
-    assert isinstance(interval, torch.Tensor)
-    interval[0] = 0.2
-    frequent.load_state_dict(state)
+    counts = state["counts"]
+    assert isinstance(counts, torch.Tensor)
+    counts = counts.clone()
+    counts[0] = 5.0  # the other items keep q = 1
+    frequent.load_state_dict({**state, "counts": counts})
     corrected = batch_loss(model, batch, config=config, freq=frequent, generator=gen).softmax
     assert corrected < plain  # a negative discounted by log q makes every positive likelier
 
