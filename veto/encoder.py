@@ -6,8 +6,15 @@ For a history of events j = 0 (newest) .. L'-1 with item vectors v_j (unit norm)
 
     x_j = gate[t_j] ⊙ v_j + bias[t_j]                       (D,)  dislike as an input feature
     a   = softmax_j(pos_logits[j] + type_logits[t_j])         (L',) attention over the history
-    u   = W · Σ_j a_j x_j + b (+ user_emb[user] if known)     (D,)
+    m   = mean of v_j over the disliked events (0 if none)     (D,)  the dislike channel
+    u   = W · Σ_j a_j x_j + b + dislike_w ⊙ m
+          (+ user_emb[user] if known)                          (D,)
     s   = u / ‖u‖                                              the user state, scored by cosine
+
+The dislike channel is averaged over the dislikes alone, so one dislike among 200 likes
+weighs as much as ten dislikes do: attention pooling would dilute it to ~1/|history|. The
+trainer keeps ``dislike_w`` ≤ 0 (it can only push away from what was disliked); an encoder
+saved without it has none (zeros).
 
 ``trainer.learn.model`` computes exactly this in torch; a parity test pins the two together.
 An empty history gives ``b`` (+ the user's own embedding): the model's prior.
@@ -24,7 +31,18 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
-ARRAY_NAMES = ("gate", "bias", "pos_logits", "type_logits", "proj_w", "proj_b", "user_emb")
+ARRAY_NAMES = (
+    "gate",
+    "bias",
+    "pos_logits",
+    "type_logits",
+    "proj_w",
+    "proj_b",
+    "dislike_w",
+    "user_emb",
+)
+DISLIKE = 1  # EventType.DISLIKE's code (veto.events): the dislike channel's type
+OPTIONAL_ARRAYS = ("dislike_w",)  # absent from encoders written before it existed
 _EPS = 1e-12
 
 
@@ -38,6 +56,7 @@ class UserEncoder:
     type_logits: F32  # (T,)
     proj_w: F32  # (D, D), applied as W @ h
     proj_b: F32  # (D,)
+    dislike_w: F32  # (D,) weight of the mean disliked item vector, <= 0 once trained
     user_emb: F32  # (U, D), U may be 0
     user_index: dict[str, int] = field(default_factory=dict)
 
@@ -77,7 +96,10 @@ class UserEncoder:
         total = weights.sum(axis=1, keepdims=True)
         weights = weights / np.where(total > 0, total, 1.0)
         h = np.einsum("bl,bld->bd", weights, x)  # (B, D)
-        u = h @ self.proj_w.T + self.proj_b  # (B, D)
+        disliked = valid & (types == DISLIKE)  # (B, L)
+        n_disliked = disliked.sum(axis=1, keepdims=True)  # (B, 1)
+        m = np.einsum("bl,bld->bd", disliked.astype(np.float32), v) / np.maximum(n_disliked, 1)
+        u = h @ self.proj_w.T + self.proj_b + self.dislike_w * m  # (B, D)
         if user_rows is not None and self.user_emb.shape[0] > 0:
             known = user_rows >= 0
             u = u + np.where(known[:, None], self.user_emb[np.where(known, user_rows, 0)], 0.0)
@@ -109,8 +131,12 @@ class UserEncoder:
         """The arrays of ``path``; ``user_ids`` in row order, or an already built index."""
         with np.load(path) as data:
             arrays = {
-                name: np.ascontiguousarray(data[name], dtype=np.float32) for name in ARRAY_NAMES
+                name: np.ascontiguousarray(data[name], dtype=np.float32)
+                for name in ARRAY_NAMES
+                if name in data or name not in OPTIONAL_ARRAYS
             }
+        dim = arrays["proj_b"].shape[0]
+        arrays.setdefault("dislike_w", np.zeros(dim, dtype=np.float32))
         if arrays["user_emb"].shape[0] != len(user_ids):
             raise ValueError("user_emb rows do not match user_ids")
         index = user_ids if isinstance(user_ids, dict) else {u: i for i, u in enumerate(user_ids)}
@@ -129,5 +155,6 @@ class UserEncoder:
             type_logits=np.zeros(n_types, dtype=np.float32),
             proj_w=(np.eye(dim) + 0.01 * rng.standard_normal((dim, dim))).astype(np.float32),
             proj_b=(0.01 * rng.standard_normal(dim)).astype(np.float32),
+            dislike_w=np.zeros(dim, dtype=np.float32),
             user_emb=np.zeros((0, dim), dtype=np.float32),
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +78,9 @@ class TrainerSettings(CommonSettings):
 
     dim: int = Field(default=64, ge=2, le=1024)
     objective: str = "ssm+ntr"
+    # The input of a training example: the history before the event (causal), the whole
+    # history but the event (bag: how the service encodes a user), or half each (mix).
+    context: Literal["causal", "bag", "mix"] = "causal"
     bootstrap_epochs: int = Field(default=5, ge=0, le=1000)
     # Fine-tuning per round: passes over (new events + replay sample).
     finetune_epochs: int = Field(default=2, ge=1, le=100)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from veto.encoder import UserEncoder
+from veto.encoder import ARRAY_NAMES, UserEncoder
 from veto.events import N_EVENT_TYPES, EventType
 
 D, L, N = 8, 6, 30
@@ -35,6 +36,7 @@ def _trained_like(seed: int = 1, users: int = 3) -> UserEncoder:
         type_logits=f(N_EVENT_TYPES),
         proj_w=f(D, D),
         proj_b=f(D),
+        dislike_w=-np.abs(f(D)),
         user_emb=f(users, D),
         user_index={f"u{i}": i for i in range(users)},
     )
@@ -136,3 +138,34 @@ def test_load_refuses_mismatched_user_ids(tmp_path: Path) -> None:
     _trained_like(users=3).save(path)
     with pytest.raises(ValueError, match="user_ids"):
         UserEncoder.load(path, ["u0"])
+
+
+def test_one_dislike_among_many_likes_is_not_diluted_by_the_pooling() -> None:
+    items = _items()
+    pooled = replace(
+        _trained_like(users=0),
+        pos_logits=np.zeros(40, dtype=np.float32),
+        type_logits=np.zeros(N_EVENT_TYPES, dtype=np.float32),
+        dislike_w=np.zeros(D, dtype=np.float32),
+    )
+    channel = replace(pooled, dislike_w=np.full(D, -1.0, dtype=np.float32))
+    likes = list(range(1, N))  # 29 liked items, then one dislike of item 0 on top
+
+    def drop(enc: UserEncoder) -> float:
+        base = enc.encode(items, likes, [LIKE] * len(likes))
+        after = enc.encode(items, [0, *likes], [DISLIKE] + [LIKE] * len(likes))
+        return float(base @ items[0] - after @ items[0])
+
+    # Pooled with the likes the dislike weighs 1/30; the channel averages dislikes alone.
+    assert drop(channel) > 3 * abs(drop(pooled))
+    assert drop(channel) > 0.1
+
+
+def test_an_encoder_saved_without_the_dislike_channel_loads_with_it_off(tmp_path: Path) -> None:
+    enc = _trained_like(users=2)
+    path = tmp_path / "encoder.npz"
+    old = {name: getattr(enc, name) for name in ARRAY_NAMES if name != "dislike_w"}
+    with path.open("wb") as fh:
+        np.savez(fh, **old)
+    loaded = UserEncoder.load(path, ["u0", "u1"])
+    np.testing.assert_array_equal(loaded.dislike_w, np.zeros(D, dtype=np.float32))

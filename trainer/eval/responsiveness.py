@@ -9,10 +9,12 @@ Protocol, per simulated user:
 2. Walk ``steps`` (k) steps: at each step rank the catalog with the encoder over the current
    history, items already in it masked (the service drops seen items), pick one of the top-K
    uniformly at random (seeded) and append it as a like.
-3. At step k the picked item x is appended as a like in both branches; branch B also appends
-   a dislike of x. The top-K at step k+1 of each branch is compared:
-   - similar share = share of the top-K (x itself left out) with x's label (category or
-     k-means cluster);
+3. At step k the picked item x is appended in both branches: as a like in branch A, as a
+   dislike in branch B (the paper's counterfactual: the same interaction with and without
+   the dislike feature, replaced, not a second event added). The top-K at step k+1 of each
+   branch is compared:
+   - similar share = share of the top-K (x itself left out) similar to x
+     (``trainer.eval.similarity``: category sets overlapping, or the same k-means cluster);
    - responsiveness = (share_B − share_A) / share_A over the mean shares (−0.608 = −60.8 %);
    - return rate = share of users whose top-K still contains x itself (x is not masked here,
      so this measures the model, not the service's disliked-item filter).
@@ -26,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
+from trainer.eval.similarity import Similarity
 from trainer.eval.users import history_arrays
 from veto.encoder import UserEncoder
 from veto.errors import ConfigError, InvalidInput
@@ -114,7 +117,7 @@ def _top_k_unordered(scores: F32, k: int) -> I64:
 
 
 def _branch_outcome(
-    scores: F32, disliked: I64, labels: I64, k: int
+    scores: F32, disliked: I64, similarity: Similarity, k: int
 ) -> tuple[npt.NDArray[np.float64], Bool]:
     """Per user: similar share of the top-K without x, and whether x is in the top-K."""
     rows = np.arange(scores.shape[0])
@@ -124,14 +127,14 @@ def _branch_outcome(
     scores = scores.copy()
     scores[rows, disliked] = -np.inf
     top = _top_k_unordered(scores, k)  # (S, K)
-    share = (labels[top] == labels[disliked][:, None]).mean(axis=1)
+    share = similarity.similar(top, disliked).mean(axis=1)
     return share.astype(np.float64), returned
 
 
 def _simulate_chunk(
     encoder: UserEncoder,
     vectors: F32,
-    labels: I64,
+    similarity: Similarity,
     starts: Sequence[Sequence[tuple[int, int]]],
     *,
     config: SimConfig,
@@ -153,15 +156,13 @@ def _simulate_chunk(
         if step < config.steps - 1:
             seen[rows, picked] = True  # x (the last pick) stays rankable to measure its return
     share_a, back_a = _branch_outcome(
-        _scores(encoder, vectors, items, types, seen), picked, labels, config.top_k
+        _scores(encoder, vectors, items, types, seen), picked, similarity, config.top_k
     )
-    if drop_dislike:
-        # The model was trained without the dislike feature: its input never holds dislikes.
-        items_b, types_b = items, types
-    else:
-        items_b, types_b = _push(items, types, picked, EventType.DISLIKE)
+    types_b = types.copy()
+    if not drop_dislike:  # without a dislike input the two branches are the same history
+        types_b[:, 0] = int(EventType.DISLIKE)  # the newest event, x, now carries the dislike
     share_b, back_b = _branch_outcome(
-        _scores(encoder, vectors, items_b, types_b, seen), picked, labels, config.top_k
+        _scores(encoder, vectors, items, types_b, seen), picked, similarity, config.top_k
     )
     return share_a, share_b, back_a, back_b
 
@@ -169,7 +170,7 @@ def _simulate_chunk(
 def simulate(
     encoder: UserEncoder,
     item_vectors: F32,
-    labels: I64,
+    similarity: Similarity,
     starts: Sequence[Sequence[tuple[int, int]]],
     *,
     config: SimConfig,
@@ -186,7 +187,7 @@ def simulate(
         raise ConfigError(
             f"catalog of {n_items} items too small for {config.steps} steps of top-{config.top_k}"
         )
-    if labels.shape != (n_items,):
+    if similarity.labels.shape != (n_items,):
         raise ValueError("one similarity label per item is needed")
     if drop_dislike:
         # The model never saw dislikes in its input: neither do its simulated users.
@@ -196,7 +197,7 @@ def simulate(
         _simulate_chunk(
             encoder,
             item_vectors,
-            labels,
+            similarity,
             starts[i : i + config.chunk_size],
             config=config,
             rng=rng,

@@ -1,12 +1,18 @@
-"""Which items count as "similar" in the responsiveness simulation: same category where the
-dataset has categories, else the same k-means cluster of item vectors.
+"""Which items count as "similar" in the responsiveness simulation.
 
-Legend: N items, D dim, C clusters.
+Where items have categories, two items are similar when their category sets overlap by a
+Jaccard index of at least 0.5 (MovieLens lists several genres per movie: "Comedy|Romance"
+and "Comedy" are similar, "Comedy|Romance" and "Drama|Romance|War" are not; sharing any
+genre would make most of the catalog similar, and the first listed genre is merely the
+alphabetically first). Without categories, the same k-means cluster of item vectors.
+
+Legend: N items, D dim, C clusters, S users, K top-K.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -77,19 +83,57 @@ def kmeans_labels(vectors: F32, *, n_clusters: int, seed: int, iterations: int =
     return out
 
 
+MIN_JACCARD = 0.5
+_MAX_MASK_BITS = 62  # category sets as int64 bit masks
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """``labels`` (N,): one group per item (same group = similar); with ``masks`` (N,),
+    category sets as bit masks, similar = Jaccard >= MIN_JACCARD instead."""
+
+    labels: I64
+    masks: I64 | None = None
+
+    def similar(self, items: I64, to: I64) -> npt.NDArray[np.bool_]:
+        """(S, K) whether each of ``items`` (S, K) is similar to that row's ``to`` (S,)."""
+        if self.masks is None:
+            out: npt.NDArray[np.bool_] = self.labels[items] == self.labels[to][:, None]
+            return out
+        a, b = self.masks[items], self.masks[to][:, None]  # (S, K), (S, 1)
+        both = np.bitwise_count(a & b).astype(np.float64)
+        either = np.bitwise_count(a | b).astype(np.float64)
+        jaccard = np.divide(both, either, out=np.zeros_like(both), where=either > 0)
+        similar: npt.NDArray[np.bool_] = jaccard >= MIN_JACCARD
+        return similar
+
+
+def category_masks(categories: Sequence[str | None]) -> I64 | None:
+    """(N,) bit mask of each item's categories ("A|B" sets two bits), or None when no item
+    has more than one category or there are too many categories for a mask."""
+    sets = [
+        {c.strip() for c in cat.split("|") if c.strip()} if cat else set() for cat in categories
+    ]
+    names = sorted(set().union(*sets))
+    if not names or len(names) > _MAX_MASK_BITS or all(len(x) <= 1 for x in sets):
+        return None
+    bit = {name: 1 << i for i, name in enumerate(names)}
+    return np.array([sum(bit[c] for c in x) for x in sets], dtype=np.int64)
+
+
 def similarity_labels(
     categories: Sequence[str | None], vector_sets: Sequence[F32], *, n_clusters: int, seed: int
-) -> tuple[I64, str]:
-    """Labels and their source ("category" or "kmeans").
+) -> tuple[Similarity, str]:
+    """Similarity and its source ("category" or "kmeans").
 
     Without categories, the clusters come from the item vectors of every compared model side
     by side (rows concatenated), so no single variant's geometry defines "similar".
     """
     labels = category_labels(categories)
     if labels is not None:
-        return labels, "category"
+        return Similarity(labels, category_masks(categories)), "category"
     joined = np.concatenate(
         [v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) for v in vector_sets],
         axis=1,
     ).astype(np.float32)  # (N, D·models)
-    return kmeans_labels(joined, n_clusters=n_clusters, seed=seed), "kmeans"
+    return Similarity(kmeans_labels(joined, n_clusters=n_clusters, seed=seed)), "kmeans"

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from veto.errors import ConfigError
+from veto.settings import TrainerSettings
 
 # ssm           sampled softmax on likes; dislikes are input features only
 # ssm+ntr       + the Not-to-Recommend term on dislikes (the default, Wang et al. 2023)
@@ -14,7 +15,8 @@ from veto.errors import ConfigError
 # bsl+ntr       bsl + the Not-to-Recommend term
 # ssm-neg       dislikes as extra softmax negatives of the user's likes (the paper's alternative)
 # ssm-nodislike dislikes dropped entirely: neither label nor input
-CONTEXTS = ("causal", "bag")
+CONTEXTS = ("causal", "bag", "mix")
+_DEPLOYED = TrainerSettings.model_fields
 OBJECTIVES = ("ssm", "ssm+ntr", "bsl", "bsl+ntr", "ssm-neg", "ssm-nodislike")
 
 
@@ -22,9 +24,10 @@ OBJECTIVES = ("ssm", "ssm+ntr", "bsl", "bsl+ntr", "ssm-neg", "ssm-nodislike")
 class TrainConfig:
     """Model size, objective and optimiser settings; validated on construction."""
 
-    objective: str = "ssm+ntr"
-    dim: int = 64
-    history_len: int = 50
+    # What a deployment also sets (VETO_OBJECTIVE, ...): their defaults are defined once, there.
+    objective: str = _DEPLOYED["objective"].default
+    dim: int = _DEPLOYED["dim"].default
+    history_len: int = _DEPLOYED["history_len"].default
     batch_size: int = 1024
     epochs: int = 5
     lr: float = 3e-3  # Adam, the dense user-tower parameters
@@ -34,14 +37,16 @@ class TrainConfig:
     n_sampled: int = 1024  # uniformly sampled negatives per batch, shared by its rows
     ntr_weight: float = 1.0  # w in -w log(1 - p)
     click_weight: float = 0.0  # softmax weight of a click label; 0 = clicks are input only
-    # The input of an example: "causal" (the history before the event) or "bag" (the whole
-    # history but the event, as the service encodes a user) - trainer.learn.examples.
-    context: str = "causal"
+    # The input of an example: "causal" (the history before the event), "bag" (the whole
+    # history but the event, as the service encodes a user) or "mix" (trainer.learn.examples).
+    context: str = _DEPLOYED["context"].default
     use_dislike_feature: bool = True  # False: dislikes removed from the input histories
+    # The encoder's dislike channel (veto.encoder): the mean disliked vector, weight <= 0.
+    dislike_channel: bool = True
     user_embedding: bool = False  # a per-user embedding for users seen in training
     freq_alpha: float = 0.01  # online decay of the label counts per batch (logQ's q)
     seed: int = 0
-    threads: int = 2  # torch threads: the machine is shared
+    threads: int = _DEPLOYED["threads"].default  # torch threads
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:

@@ -94,6 +94,12 @@ def history_window(
     return row_items, row_types
 
 
+def _mix_hash(x: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """A cheap deterministic scramble (Knuth's multiplicative hash) to pick a context."""
+    out: npt.NDArray[np.int64] = ((x.astype(np.int64) * 2654435761) >> 7) & 0xFFFF
+    return out
+
+
 def _bag_offsets(
     *, n_history: int, own: npt.NDArray[np.int64], history_len: int
 ) -> npt.NDArray[np.int64]:
@@ -124,7 +130,8 @@ def build_examples(
 
     ``context``: ``causal``, the history before the event; ``bag``, the user's whole history
     but the event itself (leave-one-out: what the service encodes when it serves, the whole
-    recent history). Either way the newest ``history_len`` events. ``targets`` (aligned with
+    recent history); ``mix``, each example one of the two (half each, deterministic).
+    Either way the newest ``history_len`` events. ``targets`` (aligned with
     ``interactions``) limits the labels to the marked events; the others are context only (a
     round's users' older history). Raises KeyError for an item not in ``item_index``; users
     missing from ``user_index`` get row -1.
@@ -155,15 +162,19 @@ def build_examples(
         h_types = np.concatenate([np.zeros(history_len + 1, np.int8), kinds[in_history]])
         # Number of history events strictly before each event: the end of its causal window.
         before = np.cumsum(in_history) - in_history  # (n,)
-        if context == "causal":
-            ends = before[labelled] + history_len + 1  # (e,)
-            offsets = ends[:, None] - 1 - np.arange(history_len)[None, :]  # (e, L) newest first
-        else:
-            offsets = _bag_offsets(
+        ends = before[labelled] + history_len + 1  # (e,)
+        offsets = ends[:, None] - 1 - np.arange(history_len)[None, :]  # (e, L) newest first
+        if context != "causal":
+            bag = _bag_offsets(
                 n_history=int(in_history.sum()),
                 own=np.where(in_history, before + history_len + 1, -1)[labelled],
                 history_len=history_len,
             )
+            if context == "bag":
+                offsets = bag
+            else:  # mix: each example one or the other, seeded by the label's position
+                pick = (_mix_hash(np.flatnonzero(labelled) + len(parts)) & 1).astype(bool)
+                offsets = np.where(pick[:, None], bag, offsets)
         parts.append(
             Examples(
                 items=h_items[offsets],

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from trainer.learn.checkpoint import Checkpoint
 from trainer.learn.config import TrainConfig
 from trainer.learn.examples import Examples, make_examples
 from trainer.learn.frequency import FrequencyEstimator
-from trainer.learn.model import VetoModel
+from trainer.learn.model import DISLIKE_INIT, VetoModel
 from trainer.learn.optim import RowWiseAdagrad
 from trainer.learn.step import Batch, batch_loss
 from veto.encoder import UserEncoder
@@ -92,17 +92,21 @@ class Learner:
         self.step = 0
         torch.manual_seed(config.seed)
         n = len(self.item_ids)
-        self.model = VetoModel(n_items=n, n_users=0, dim=config.dim, history_len=config.history_len)
+        self.model = VetoModel(
+            n_items=n,
+            n_users=0,
+            dim=config.dim,
+            history_len=config.history_len,
+            dislike_channel=config.dislike_channel,
+        )
         if not warm:  # a warm start overwrites them: skip a pass over a large table
             with torch.no_grad():
                 self.model.item_emb.weight.normal_(0.0, config.dim**-0.5)
+        initial = UserEncoder.initial(
+            dim=config.dim, history_len=config.history_len, n_types=len(EventType), seed=config.seed
+        )
         self.model.load_encoder(
-            UserEncoder.initial(
-                dim=config.dim,
-                history_len=config.history_len,
-                n_types=len(EventType),
-                seed=config.seed,
-            )
+            replace(initial, dislike_w=np.full(config.dim, -DISLIKE_INIT, np.float32))
         )
         self.sparse = RowWiseAdagrad(self.model.sparse_parameters(), lr=config.emb_lr)
         self.dense = torch.optim.Adam(self.model.dense_parameters(), lr=config.lr)
@@ -131,8 +135,7 @@ class Learner:
             if ckpt is not None and ckpt.item_norms.shape == (n,):
                 vectors = vectors * ckpt.item_norms.unsqueeze(1)
             model.item_emb.weight.copy_(vectors)
-            for name in VetoModel.TOWER:
-                getattr(model, name).copy_(torch.from_numpy(np.asarray(getattr(encoder, name))))
+            model.load_encoder(replace(encoder, user_emb=encoder.user_emb[:0], user_index={}))
         by_row = sorted(encoder.user_index, key=encoder.user_index.__getitem__)
         users = ckpt.user_ids if ckpt is not None else by_row
         if config.user_embedding and users:
@@ -145,7 +148,11 @@ class Learner:
         if ckpt is not None:
             if learner.user_ids == ckpt.user_ids:  # the accumulators have one row per user
                 learner.sparse.load_state_dict(ckpt.sparse_opt)
-            learner.dense.load_state_dict(ckpt.dense_opt)
+            try:
+                learner.dense.load_state_dict(ckpt.dense_opt)
+            except ValueError as exc:
+                # A checkpoint of a tower with other parameters: Adam restarts its moments.
+                log.warning("user-tower optimiser state not restored (%s)", exc)
             try:
                 learner.freq.load_state_dict(ckpt.freq)
             except ValueError as exc:

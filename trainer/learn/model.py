@@ -10,6 +10,7 @@ gradients (updated by row-wise Adagrad); the small dense tower is trained with A
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -18,9 +19,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from veto.encoder import UserEncoder
-from veto.events import N_EVENT_TYPES
+from veto.events import N_EVENT_TYPES, EventType
 
 _EPS = 1e-12
+DISLIKE = int(EventType.DISLIKE)
+DISLIKE_INIT = 0.5  # the dislike channel's starting strength (a fresh model)
+# An encoder without the channel (weight 0) restarts it just off zero: softplus's inverse at
+# 0 is -inf, and a weight of exactly 0 would leave the channel without gradient.
+DISLIKE_FLOOR = 1e-2
+
+
+def _inverse_softplus(y: float) -> float:
+    return math.log(math.expm1(y))
+
+
+def _inverse_softplus_t(y: Tensor) -> Tensor:
+    return torch.log(torch.expm1(y))
 
 
 class _UnitRows(torch.autograd.Function):
@@ -53,8 +67,17 @@ class VetoModel(nn.Module):
 
     TOWER = ("gate", "bias", "pos_logits", "type_logits", "proj_w", "proj_b")
 
-    def __init__(self, *, n_items: int, n_users: int, dim: int, history_len: int) -> None:
+    def __init__(
+        self,
+        *,
+        n_items: int,
+        n_users: int,
+        dim: int,
+        history_len: int,
+        dislike_channel: bool = True,
+    ) -> None:
         super().__init__()
+        self.dislike_channel = dislike_channel
         # Zeros: ``trainer.learn.fit`` fills it (random or warm start), once: it is the one large
         # table (N, D).
         self.item_emb = nn.Embedding(n_items, dim, sparse=True, _weight=torch.zeros(n_items, dim))
@@ -66,7 +89,16 @@ class VetoModel(nn.Module):
         self.type_logits = nn.Parameter(torch.zeros(N_EVENT_TYPES))
         self.proj_w = nn.Parameter(torch.eye(dim))
         self.proj_b = nn.Parameter(torch.zeros(dim))
+        # The dislike channel's weight is -softplus(dislike_raw): never positive, so it can
+        # only push the state away from what the user disliked (veto.encoder).
+        self.dislike_raw = nn.Parameter(torch.full((dim,), _inverse_softplus(DISLIKE_INIT)))
         nn.init.zeros_(self.user_emb.weight)
+
+    def dislike_weight(self) -> Tensor:
+        """(D,) the dislike channel's weight, <= 0 (0 with the channel off)."""
+        if not self.dislike_channel:
+            return torch.zeros_like(self.dislike_raw)
+        return -F.softplus(self.dislike_raw)
 
     @property
     def dim(self) -> int:
@@ -80,7 +112,9 @@ class VetoModel(nn.Module):
         return [self.item_emb.weight, self.user_emb.weight]
 
     def dense_parameters(self) -> list[Tensor]:
-        return [self.gate, self.bias, self.pos_logits, self.type_logits, self.proj_w, self.proj_b]
+        tower: list[Tensor] = [self.gate, self.bias, self.pos_logits, self.type_logits]
+        tower += [self.proj_w, self.proj_b]
+        return [*tower, self.dislike_raw] if self.dislike_channel else tower
 
     def item_vectors(self, rows: Tensor) -> Tensor:
         """Unit item vectors (..., D) of item rows (...)."""
@@ -140,6 +174,15 @@ class VetoModel(nn.Module):
         )  # (B*T,)
         h = (pooled * self.gate).sum(dim=1) + type_mass.view(b, n_types) @ self.bias  # (B, D)
         u = h @ self.proj_w.T + self.proj_b  # (B, D)
+        disliked = valid & (safe_types == DISLIKE)  # (B, L)
+        if self.dislike_channel and bool(disliked.any()):
+            # Mean disliked vector per row: bags of each row's dislikes (row-major order).
+            row_of = torch.arange(b).unsqueeze(1).expand(b, length)[disliked]  # (V',)
+            n_dis = torch.bincount(row_of, minlength=b)  # (B,)
+            m = F.embedding_bag(
+                rows[disliked], vectors, torch.cumsum(n_dis, 0) - n_dis, mode="sum"
+            ) / n_dis.clamp_min(1).unsqueeze(1).to(vectors.dtype)  # (B, D)
+            u = u + self.dislike_weight() * m
         if user_rows is not None and self.n_users > 0:
             known = (user_rows >= 0).unsqueeze(1)  # (B, 1)
             emb = self.user_emb(torch.where(user_rows >= 0, user_rows, 0))  # (B, D)
@@ -168,6 +211,8 @@ class VetoModel(nn.Module):
             )
         for name in self.TOWER:
             getattr(self, name).copy_(torch.from_numpy(np.asarray(getattr(encoder, name))))
+        weight = torch.from_numpy(np.asarray(encoder.dislike_w, dtype=np.float32))
+        self.dislike_raw.copy_(_inverse_softplus_t((-weight).clamp_min(DISLIKE_FLOOR)))
         if encoder.user_emb.shape[0] and self.n_users:
             if encoder.user_emb.shape[0] != self.n_users:
                 raise ValueError("encoder user_emb rows do not match the model's users")
@@ -188,6 +233,7 @@ class VetoModel(nn.Module):
             type_logits=arr(self.type_logits),
             proj_w=arr(self.proj_w),
             proj_b=arr(self.proj_b),
+            dislike_w=arr(self.dislike_weight()),
             user_emb=users,
             user_index={u: i for i, u in enumerate(user_ids)} if self.n_users else {},
         )

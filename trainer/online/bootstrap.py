@@ -72,6 +72,7 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
         objective=settings.objective,
         dim=settings.dim,
         history_len=settings.history_len,
+        context=settings.context,
         epochs=settings.bootstrap_epochs if args.epochs is None else args.epochs,
         seed=args.seed,
         threads=settings.threads,

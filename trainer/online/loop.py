@@ -239,6 +239,7 @@ class Trainer:
                 objective=self.settings.objective,
                 dim=manifest.dim,
                 history_len=manifest.history_len,
+                context=self.settings.context,
             )
         )
         config = replace(base, threads=self.settings.threads)

@@ -9,7 +9,7 @@ import pytest
 
 from trainer.data.synthetic import SyntheticWorld, make_world
 from trainer.eval.responsiveness import SimConfig, simulate, start_histories
-from trainer.eval.similarity import category_labels
+from trainer.eval.similarity import Similarity, category_labels
 from veto.encoder import UserEncoder
 from veto.errors import ConfigError
 from veto.events import N_EVENT_TYPES, EventType
@@ -29,7 +29,7 @@ def _setup(world: SyntheticWorld) -> tuple[np.ndarray, list[list[tuple[int, int]
     starts = start_histories(
         world.interactions, item_index=index, n_users=CONFIG.n_users, start_events=5, seed=0
     )
-    return labels, starts
+    return Similarity(labels), starts
 
 
 def _encoder(dislike_gate: float, *, dislike_attention: float = 2.0) -> UserEncoder:
@@ -124,7 +124,26 @@ def test_bad_simulation_settings_are_config_errors(world: SyntheticWorld) -> Non
         simulate(
             _encoder(-1.0),
             world.item_vectors[:30],
-            labels[:30],
+            Similarity(labels.labels[:30]),
             [[]],
             config=CONFIG,
         )
+
+
+def test_the_counterfactual_replaces_the_like_of_x_by_a_dislike(world: SyntheticWorld) -> None:
+    # A dislike read exactly like a like (same gate, attention, no dislike channel): when the
+    # dislike replaces the like of x the two branches see the same input, so nothing moves;
+    # adding a second event would have moved the state.
+    similarity, starts = _setup(world)
+    encoder = _encoder(1.0, dislike_attention=0.0)
+    result = simulate(encoder, world.item_vectors, similarity, starts, config=CONFIG)
+    assert result.relative_change == 0.0
+    assert result.similar_share_with == result.similar_share_without
+
+
+def test_the_dislike_channel_moves_the_next_list_away(world: SyntheticWorld) -> None:
+    similarity, starts = _setup(world)
+    plain = _encoder(1.0, dislike_attention=0.0)
+    channel = dataclasses.replace(plain, dislike_w=np.full(16, -3.0, dtype=np.float32))
+    result = simulate(channel, world.item_vectors, similarity, starts, config=CONFIG)
+    assert result.relative_change < -0.2

@@ -101,3 +101,18 @@ def test_only_targets_are_labels_and_the_rest_is_context() -> None:
     )
     assert ex.labels.tolist() == [3]
     np.testing.assert_array_equal(ex.items[0], [2, 1, 0])
+
+
+def test_mix_context_gives_each_example_one_of_the_two() -> None:
+    events = [Interaction(f"u{n % 7}", f"i{n % 9}", L, float(n)) for n in range(400)]
+    index = {f"i{n}": n for n in range(9)}
+    kw = {"item_index": index, "user_index": {}, "history_len": 4, "dislike_input": True}
+    causal = build_examples(events, context="causal", **kw)  # type: ignore[arg-type]
+    bag = build_examples(events, context="bag", **kw)  # type: ignore[arg-type]
+    mix = build_examples(events, context="mix", **kw)  # type: ignore[arg-type]
+    as_causal = (mix.items == causal.items).all(axis=1)
+    as_bag = (mix.items == bag.items).all(axis=1)
+    assert (as_causal | as_bag).all()
+    assert 0.3 < as_bag[~as_causal].size / len(mix) < 0.7  # about half differ from causal
+    again = build_examples(events, context="mix", **kw)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(again.items, mix.items)  # deterministic

@@ -77,4 +77,16 @@ def test_load_encoder_round_trips_the_exported_arrays() -> None:
     other.load_encoder(encoder)
     for name in ("gate", "bias", "pos_logits", "type_logits", "proj_w", "proj_b"):
         np.testing.assert_array_equal(getattr(other, name).detach().numpy(), getattr(encoder, name))
+    weight = other.dislike_weight().detach().numpy()
+    np.testing.assert_allclose(weight, encoder.dislike_w, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(other.user_emb.weight.detach().numpy(), encoder.user_emb)
+
+
+def test_the_dislike_channel_stays_non_positive_under_training_pressure() -> None:
+    model = _random_model(n_items=10, n_users=0, dim=8, history_len=5)
+    with torch.no_grad():
+        model.dislike_raw.fill_(50.0)  # far past any weight a step could push positive
+    assert bool((model.dislike_weight() <= 0).all())
+    off = VetoModel(n_items=10, n_users=0, dim=8, history_len=5, dislike_channel=False)
+    assert bool((off.dislike_weight() == 0).all())
+    assert all(p is not off.dislike_raw for p in off.dense_parameters())
