@@ -38,7 +38,8 @@ class CommonSettings(BaseSettings):
     # Fixed for the life of a deployment: it decides which stream a user's events go to.
     stream_partitions: int = Field(default=8, ge=1, le=1024)
     # Events kept per user in Redis; the encoder reads the newest history_len of them.
-    history_len: int = Field(default=50, ge=1, le=1000)
+    # 100: on ML-100K's validation slices 50 lost 4-15 % of Recall@20 and 200 gained nothing.
+    history_len: int = Field(default=100, ge=1, le=1000)
 
 
 class ServiceSettings(CommonSettings):
@@ -80,7 +81,8 @@ class TrainerSettings(CommonSettings):
     objective: str = "ssm+ntr"
     # The input of a training example: the history before the event (causal), the whole
     # history but the event (bag: how the service encodes a user), or half each (mix).
-    context: Literal["causal", "bag", "mix"] = "causal"
+    # mix: the smallest worst-case loss over the random and temporal protocols (README).
+    context: Literal["causal", "bag", "mix"] = "mix"
     bootstrap_epochs: int = Field(default=5, ge=0, le=1000)
     # Fine-tuning per round: passes over (new events + replay sample).
     finetune_epochs: int = Field(default=2, ge=1, le=100)

@@ -41,8 +41,10 @@ class TrainConfig:
     # history but the event, as the service encodes a user) or "mix" (trainer.learn.examples).
     context: str = _DEPLOYED["context"].default
     use_dislike_feature: bool = True  # False: dislikes removed from the input histories
-    # The encoder's dislike channel (veto.encoder): the mean disliked vector, weight <= 0.
+    # The encoder's dislike channel (veto.encoder): the mean disliked vector, weight <= 0,
+    # starting at -dislike_init in a fresh model.
     dislike_channel: bool = True
+    dislike_init: float = 0.05  # 0.5 cost 12 % of Recall@20 on ML-100K for no AUC gain
     user_embedding: bool = False  # a per-user embedding for users seen in training
     freq_alpha: float = 0.01  # online decay of the label counts per batch (logQ's q)
     seed: int = 0
@@ -59,7 +61,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs < 0 or self.n_sampled < 0:
             raise ConfigError("epochs and n_sampled must be >= 0")
-        for name in ("lr", "emb_lr", "tau", "bsl_tau1"):
+        for name in ("lr", "emb_lr", "tau", "bsl_tau1", "dislike_init"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.ntr_weight < 0 or self.click_weight < 0:

@@ -26,7 +26,7 @@ from trainer.learn.checkpoint import Checkpoint
 from trainer.learn.config import TrainConfig
 from trainer.learn.examples import Examples, make_examples
 from trainer.learn.frequency import FrequencyEstimator
-from trainer.learn.model import DISLIKE_INIT, VetoModel
+from trainer.learn.model import VetoModel
 from trainer.learn.optim import RowWiseAdagrad
 from trainer.learn.step import Batch, batch_loss
 from veto.encoder import UserEncoder
@@ -106,7 +106,7 @@ class Learner:
             dim=config.dim, history_len=config.history_len, n_types=len(EventType), seed=config.seed
         )
         self.model.load_encoder(
-            replace(initial, dislike_w=np.full(config.dim, -DISLIKE_INIT, np.float32))
+            replace(initial, dislike_w=np.full(config.dim, -config.dislike_init, np.float32))
         )
         self.sparse = RowWiseAdagrad(self.model.sparse_parameters(), lr=config.emb_lr)
         self.dense = torch.optim.Adam(self.model.dense_parameters(), lr=config.lr)

@@ -23,7 +23,6 @@ from veto.events import N_EVENT_TYPES, EventType
 
 _EPS = 1e-12
 DISLIKE = int(EventType.DISLIKE)
-DISLIKE_INIT = 0.5  # the dislike channel's starting strength (a fresh model)
 # An encoder without the channel (weight 0) restarts it just off zero: softplus's inverse at
 # 0 is -inf, and a weight of exactly 0 would leave the channel without gradient.
 DISLIKE_FLOOR = 1e-2
@@ -91,7 +90,7 @@ class VetoModel(nn.Module):
         self.proj_b = nn.Parameter(torch.zeros(dim))
         # The dislike channel's weight is -softplus(dislike_raw): never positive, so it can
         # only push the state away from what the user disliked (veto.encoder).
-        self.dislike_raw = nn.Parameter(torch.full((dim,), _inverse_softplus(DISLIKE_INIT)))
+        self.dislike_raw = nn.Parameter(torch.full((dim,), _inverse_softplus(DISLIKE_FLOOR)))
         nn.init.zeros_(self.user_emb.weight)
 
     def dislike_weight(self) -> Tensor:
