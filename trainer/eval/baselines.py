@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from trainer.eval.metrics import KS, ranking_metrics, top_k
-from trainer.eval.users import EvalUsers, Pairs
+from trainer.eval.metrics import KS, score_users, scored_metrics
+from trainer.eval.users import EvalUsers
 from veto.events import EventType, Interaction
 
 F32 = npt.NDArray[np.float32]
@@ -35,16 +35,12 @@ def popularity_metrics(
     ks: Sequence[int] = KS,
     batch_size: int = 1024,
 ) -> dict[str, float]:
-    """Recall, NDCG, Dislike and coverage at each K of the most-liked ranking."""
+    """Recall, NDCG, Dislike and coverage at each K of the most-liked ranking, and its
+    like-vs-dislike AUC (score = like count, the same for every user)."""
     counts = like_counts(train, item_index)[:, None]  # (N, 1): a one-dimensional "item vector"
-    n_users, k = len(users.user_ids), min(max(ks), len(item_index))
-    top = np.empty((n_users, k), dtype=np.int64)
-    for start in range(0, n_users, batch_size):
-        stop = min(start + batch_size, n_users)
-        keep = (users.seen.rows >= start) & (users.seen.rows < stop)
-        mask = Pairs(users.seen.rows[keep] - start, users.seen.items[keep])
-        states = np.ones((stop - start, 1), dtype=np.float32)  # (B, 1)
-        top[start:stop] = top_k(states, counts, mask=mask, k=k)
-    return ranking_metrics(
-        top, likes=users.likes, dislikes=users.dislikes, n_items=len(item_index), ks=ks
-    )
+
+    def states_of(start: int, stop: int) -> F32:
+        return np.ones((stop - start, 1), dtype=np.float32)  # (B, 1)
+
+    scored = score_users(states_of, counts, users, k=max(ks), batch_size=batch_size)
+    return scored_metrics(scored, users, n_items=len(item_index), ks=ks)

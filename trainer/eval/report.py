@@ -2,11 +2,16 @@
 
 ``results.json`` layout::
 
-    {"<objective>": {"recall@20": {"mean", "std", "values": [per seed]}, ...},
+    {"<objective>": {"recall@20": {"mean", "std", "values": [per seed]}, ...,
+                     "like_dislike_auc": {...}},
      "responsiveness": {"<variant>": {"objective", "relative_change", ...}},
      "config": {...the run: dataset, split, seeds, train config...},
-     "summary": {"dislike@20_change", "recall@20_change"},  # last objective vs first
-     "reference": {"popularity": {...metrics as above}}  # most-liked items, same ranking code}
+     "summary": {"dislike@20_change", "recall@20_change",  # last objective vs first
+                 "like_dislike_auc": {"baseline", "compared"}, "like_dislike_auc_difference"},
+     "reference": {"popularity": {...metrics as above},  # most-liked items, same ranking code
+                   "ease": {...metrics as above}},  # absent when EASE was skipped
+     "ease": {"skipped": null | "<reason>", "lambda": [chosen per seed],
+              "grid": [{"lambda", "validation_recall@20": {"mean", "std", "values"}}], ...}}
 
 NaN (a metric with nothing to count) is written as null so any JSON parser reads the file.
 Files are first written to a staging directory beside ``--out`` and moved in only when all
@@ -25,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from trainer.eval.metrics import AUC
+
 LossHistory = Sequence[Mapping[str, float]]
-RESERVED_KEYS = ("responsiveness", "config", "summary", "reference")
+RESERVED_KEYS = ("responsiveness", "config", "summary", "reference", "ease")
 LOSS_KEYS = ("total", "softmax", "ntr")  # the rest of a FitResult log is bookkeeping
 FILES = ("results.json", "report.md", "metrics.png", "loss.png", "responsiveness.png")
 
@@ -53,7 +60,8 @@ def relative_change(new: float, base: float) -> float:
 
 
 def comparison(objectives: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
-    """Dislike@20 and Recall@20 of the last objective relative to the first (the targets)."""
+    """Dislike@20 and Recall@20 of the last objective relative to the first (the targets), and
+    both like-vs-dislike AUCs with their difference (in points: 0.5 is chance, not zero)."""
     names = list(objectives)
     if len(names) < 2:
         return {}
@@ -62,6 +70,9 @@ def comparison(objectives: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dic
     for metric in ("dislike@20", "recall@20"):
         if metric in base and metric in new:
             out[f"{metric}_change"] = relative_change(new[metric]["mean"], base[metric]["mean"])
+    if AUC in base and AUC in new:
+        out[AUC] = {"baseline": base[AUC]["mean"], "compared": new[AUC]["mean"]}
+        out[f"{AUC}_difference"] = new[AUC]["mean"] - base[AUC]["mean"]
     return out
 
 
@@ -84,6 +95,32 @@ def _fmt(value: Any, *, percent: bool = False) -> str:
     return f"{value:.4f}"
 
 
+def _ease_lines(ease: Mapping[str, Any] | None) -> list[str]:
+    """The EASE reference: why it is missing, or the λ chosen and the validation grid."""
+    if not ease:
+        return []
+    if ease.get("skipped"):
+        return [f"EASE reference skipped: {ease['skipped']}.", ""]
+    validation = ease.get("validation", {})
+    metric = validation.get("selected_by", "recall@20")
+    chosen = ", ".join(f"{lam:g}" for lam in ease.get("lambda") or [])
+    share = validation.get("share")
+    share_text = f"{100 * share:.0f} %" if isinstance(share, float) else "?"
+    lines = [
+        f"EASE reference (Steck 2019): λ chosen per seed by {metric} on a validation slice of "
+        f"the training half ({validation.get('protocol', '?')}, {share_text} of each user's "
+        f"training events), then refitted on the whole training half: λ = {chosen}.",
+        "",
+    ]
+    if ease.get("grid"):
+        lines += [f"| λ | validation {metric} |", "|---|---|"]
+        for row in ease["grid"]:
+            figure = row[f"validation_{metric}"]
+            lines.append(f"| {row['lambda']:g} | {_fmt(figure['mean'])} ± {_fmt(figure['std'])} |")
+        lines.append("")
+    return lines
+
+
 def markdown(results: Mapping[str, Any]) -> str:
     """The Markdown report: metric table (mean ± std), comparison, responsiveness."""
     config = results.get("config", {})
@@ -95,7 +132,9 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"seeds: {config.get('seeds', '?')}, evaluated users: {config.get('eval_users', '?')}, "
         f"items: {config.get('items', '?')}.",
         "Full ranking over the catalog, the user's training items masked. Dislike@K is the "
-        "share of held-out dislikes in the top K (lower is better).",
+        "share of held-out dislikes in the top K (lower is better). like_dislike_auc is, per "
+        "user, the share of (held-out like, held-out dislike) pairs scored like above dislike "
+        "(ties 1/2, 0.5 = chance), averaged over users with both.",
         "",
     ]
     if objectives:
@@ -104,15 +143,26 @@ def markdown(results: Mapping[str, Any]) -> str:
         lines.append("|---|" + "---|" * len(metrics))
         references = {f"{k} (reference)": v for k, v in results.get("reference", {}).items()}
         for name, row in {**objectives, **references}.items():
-            cells = [f"{_fmt(row[m]['mean'])} ± {_fmt(row[m]['std'])}" for m in metrics]
+            # A row without a metric (a reference the metric does not apply to) shows "–".
+            cells = [
+                f"{_fmt(row[m]['mean'])} ± {_fmt(row[m]['std'])}" if m in row else "–"
+                for m in metrics
+            ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _ease_lines(results.get("ease"))
     summary = results.get("summary", {})
     if summary:
+        auc = summary.get(AUC)
+        auc_text = (
+            f", like-vs-dislike AUC {_fmt(auc['compared'])} vs {_fmt(auc['baseline'])}"
+            if auc
+            else ""
+        )
         lines.append(
             f"{summary['compared']} vs {summary['baseline']}: Dislike@20 "
             f"{_fmt(summary.get('dislike@20_change'), percent=True)}, Recall@20 "
-            f"{_fmt(summary.get('recall@20_change'), percent=True)}."
+            f"{_fmt(summary.get('recall@20_change'), percent=True)}{auc_text}."
         )
         lines.append("")
     sim = results.get("responsiveness", {})

@@ -1,5 +1,7 @@
 """One ``veto eval`` run: per seed, split → train every objective with the trainer's own
-``fit`` → rank the full catalog → metrics; then the responsiveness simulation on seed 0.
+``fit`` → rank the full catalog → metrics, next to two references ranked by the same code
+(most-liked items, and EASE with λ chosen on the training half); then the responsiveness
+simulation on seed 0.
 
 The responsiveness variants (NTR paper §4) are trained on seed 0's training half; a variant
 whose objective was also evaluated reuses that very model instead of training it again.
@@ -7,6 +9,7 @@ whose objective was also evaluated reuses that very model instead of training it
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -15,7 +18,16 @@ from typing import Any
 
 from trainer.eval.baselines import popularity_metrics
 from trainer.eval.data import EvalData, load_eval_data, split_for_seed
-from trainer.eval.metrics import evaluate_model
+from trainer.eval.ease import (
+    LAMBDAS,
+    MAX_ITEMS,
+    SELECTION_METRIC,
+    VALIDATION_SEED,
+    VALIDATION_SHARE,
+    EaseOutcome,
+    evaluate_ease,
+)
+from trainer.eval.metrics import AUC, evaluate_model
 from trainer.eval.options import EvalOptions
 from trainer.eval.report import comparison, summarize
 from trainer.eval.responsiveness import SimConfig, simulate, start_histories
@@ -126,6 +138,30 @@ def _responsiveness(
     return out
 
 
+def _ease_results(runs: list[EaseOutcome], skipped: str | None) -> dict[str, Any]:
+    """The EASE section of ``results.json``: λ chosen per seed and each λ's validation figure
+    (mean, std, per seed); its test metrics are the ``reference`` row."""
+    grid: list[dict[str, Any]] = []
+    if runs and runs[0].validation:
+        per_seed = [{str(lam): r.validation.get(lam, math.nan) for lam in LAMBDAS} for r in runs]
+        figures = summarize(per_seed)
+        grid = [
+            {"lambda": lam, f"validation_{SELECTION_METRIC}": figures[str(lam)]} for lam in LAMBDAS
+        ]
+    return {
+        "skipped": skipped,
+        "lambda": [r.lam for r in runs] if skipped is None else None,
+        "grid": grid,
+        "validation": {
+            "protocol": "random per user",
+            "share": VALIDATION_SHARE,
+            "seed": VALIDATION_SEED,
+            "selected_by": SELECTION_METRIC,
+        },
+        "max_items": MAX_ITEMS,
+    }
+
+
 def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
     """Train and evaluate every objective on every seed; simulate responsiveness if asked."""
     started = time.perf_counter()
@@ -138,6 +174,9 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
     eval_users: list[int] = []
     train_seconds = 0.0
     reference: list[dict[str, float]] = []
+    ease_runs: list[EaseOutcome] = []
+    ease_skipped: str | None = None
+    ease_seconds = 0.0
     item_index = {item: i for i, item in enumerate(data.item_ids)}
     for seed in range(options.seeds):
         split = split_for_seed(data, options, seed=seed)
@@ -146,6 +185,25 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
             split.train, split.test, item_index=item_index, history_len=1
         )  # the baseline reads no history
         reference.append(popularity_metrics(split.train, users, item_index=item_index))
+        if ease_skipped is None:
+            t0 = time.perf_counter()
+            # A split that does not depend on the seed (temporal, provided) gives the same
+            # EASE: fit it once. Same test half means same training half: both come from
+            # one dataset.
+            same = seed0_split is not None and split.test == seed0_split.test
+            ease = (
+                ease_runs[0] if same else evaluate_ease(split.train, users, item_index=item_index)
+            )
+            ease_seconds += time.perf_counter() - t0
+            ease_skipped = ease.skipped
+            ease_runs.append(ease)
+            if ease.metrics is not None:
+                log(
+                    f"seed {seed} EASE (λ {ease.lam:g}): recall@20 "
+                    f"{ease.metrics['recall@20']:.4f} {AUC} {ease.metrics[AUC]:.4f}"
+                )
+            else:
+                log(f"EASE skipped: {ease.skipped}")
         if seed == 0:
             seed0_split = split
         for objective in options.objectives:
@@ -158,7 +216,7 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
             per_seed[objective].append(metrics)
             log(
                 f"seed {seed} {objective}: recall@20 {metrics['recall@20']:.4f} "
-                f"dislike@20 {metrics['dislike@20']:.4f}"
+                f"dislike@20 {metrics['dislike@20']:.4f} {AUC} {metrics[AUC]:.4f}"
             )
             if seed == 0:
                 seed0_models[objective] = model
@@ -167,6 +225,9 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
     results: dict[str, Any] = dict(objectives)
     results["summary"] = comparison(objectives)
     results["reference"] = {"popularity": summarize(reference)}
+    if ease_skipped is None:
+        results["reference"]["ease"] = summarize([r.metrics for r in ease_runs if r.metrics])
+    results["ease"] = _ease_results(ease_runs, ease_skipped)
     if options.responsiveness:
         assert seed0_split is not None
         sim_started = time.perf_counter()
@@ -202,6 +263,7 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
             "total": time.perf_counter() - started,
             "training": train_seconds,
             "responsiveness": sim_seconds,
+            "ease": ease_seconds,
         },
     }
     return EvalOutcome(results=results, loss_histories=histories)

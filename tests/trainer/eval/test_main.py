@@ -13,6 +13,7 @@ import pytest
 
 from trainer.data.synthetic import make_world
 from trainer.eval.data import ml1m_timed_users
+from trainer.eval.ease import LAMBDAS, MAX_ITEMS
 from trainer.eval.main import main
 from veto.cli import main as veto_main
 from veto.events import Interaction
@@ -63,9 +64,34 @@ def test_a_small_eval_writes_a_complete_report(world_csv: Path, tmp_path: Path) 
     assert results["config"]["seeds"] == 2 and results["config"]["split"] == "random"
     assert results["summary"]["baseline"] == "ssm"
     assert len(results["reference"]["popularity"]["recall@20"]["values"]) == 2
+    # EASE: a reference row on the same metrics, its λ per seed and the validation grid.
+    ease = results["ease"]
+    assert ease["skipped"] is None
+    assert len(ease["lambda"]) == 2 and set(ease["lambda"]) <= set(LAMBDAS)
+    assert [row["lambda"] for row in ease["grid"]] == list(LAMBDAS)
+    assert all(len(row["validation_recall@20"]["values"]) == 2 for row in ease["grid"])
+    assert set(results["reference"]["ease"]) == set(results["ssm"])
+    for row in (results["ssm"], results["ssm+ntr"], *results["reference"].values()):
+        auc = row["like_dislike_auc"]
+        assert len(auc["values"]) == 2 and 0.0 <= auc["mean"] <= 1.0
+    assert set(results["summary"]["like_dislike_auc"]) == {"baseline", "compared"}
+    report = (out / "report.md").read_text()
+    assert "| ease (reference) |" in report and "like_dislike_auc" in report
+    assert f"λ = {ease['lambda'][0]:g}, {ease['lambda'][1]:g}" in report
     assert {p.name for p in out.iterdir()} == {
         "results.json", "report.md", "metrics.png", "loss.png", "responsiveness.png",
     }  # fmt: skip
+
+
+def test_a_catalog_too_large_for_ease_is_reported_with_its_reason(tmp_path: Path) -> None:
+    out = tmp_path / "big"
+    argv = ["--dataset", "synthetic", "--items", str(MAX_ITEMS + 1), "--objectives", "ssm"]
+    assert main([*argv, *QUICK, "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    reason = f"catalog of {MAX_ITEMS + 1} items above the EASE limit of {MAX_ITEMS}"
+    assert results["ease"]["skipped"].startswith(reason)
+    assert set(results["reference"]) == {"popularity"}
+    assert f"EASE reference skipped: {reason}" in (out / "report.md").read_text()
 
 
 def test_temporal_and_provided_splits_run(world_csv: Path, tmp_path: Path) -> None:
@@ -82,9 +108,13 @@ def test_temporal_and_provided_splits_run(world_csv: Path, tmp_path: Path) -> No
     assert main([*argv, *QUICK, "--out", str(out)]) == 0
     assert json.loads((out / "results.json").read_text())["config"]["split"] == "provided"
     out = tmp_path / "temporal"
-    argv = ["--dataset", "csv", "--path", str(world_csv), "--split", "temporal"]
+    argv = ["--dataset", "csv", "--path", str(world_csv), "--split", "temporal", "--seeds", "2"]
     assert main([*argv, *QUICK, "--objectives", "ssm", "--out", str(out)]) == 0
-    assert json.loads((out / "results.json").read_text())["config"]["split"] == "temporal"
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["split"] == "temporal"
+    # The temporal split is the same for every seed, and so is EASE (fitted once).
+    assert results["ease"]["lambda"][0] == results["ease"]["lambda"][1]
+    assert results["reference"]["ease"]["recall@20"]["std"] == 0.0
 
 
 def _no_timestamps(world_csv: Path, tmp_path: Path) -> Path:

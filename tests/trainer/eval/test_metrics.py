@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from trainer.eval.metrics import evaluate_model, ranking_metrics, top_k
-from trainer.eval.users import Pairs, build_eval_users
+from trainer.eval.metrics import AUC, evaluate_model, like_dislike_auc, ranking_metrics, top_k
+from trainer.eval.users import Pairs, build_eval_users, user_states
 from veto.encoder import UserEncoder
 from veto.events import N_EVENT_TYPES, EventType, Interaction
 
@@ -111,3 +111,90 @@ def test_histories_are_newest_first_and_can_drop_dislikes() -> None:
     assert dropped.hist_items.tolist() == [[2, 0, -1, -1]]
     # The disliked training item is still masked in the ranking.
     assert sorted(dropped.seen.items.tolist()) == [0, 1, 2]
+
+
+def _auc(like_rows: list[int], like_scores: list[float], dis_rows: list[int],
+         dis_scores: list[float]) -> float:  # fmt: skip
+    """like_dislike_auc with each pair on its own item (items only tell pairs apart)."""
+    n = len(like_rows)
+    return like_dislike_auc(
+        _pairs(like_rows, list(range(n))),
+        np.array(like_scores, dtype=np.float32),
+        _pairs(dis_rows, list(range(n, n + len(dis_rows)))),
+        np.array(dis_scores, dtype=np.float32),
+        n_items=n + len(dis_rows),
+    )
+
+
+@pytest.mark.parametrize(
+    ("like_scores", "dislike_scores", "expected"),
+    [
+        ([0.9, 0.8], [0.1, 0.2], 1.0),  # every like above every dislike
+        ([0.1, 0.2], [0.9, 0.8], 0.0),  # reversed
+        ([0.5, 0.5], [0.5, 0.5], 0.5),  # all tied: each pair counts 1/2
+        ([0.9, 0.3], [0.5, 0.3], (1 + 1 + 0 + 0.5) / 4),  # mixed, one tie
+    ],
+)
+def test_like_dislike_auc_on_hand_made_scores(
+    like_scores: list[float], dislike_scores: list[float], expected: float
+) -> None:
+    assert _auc([0, 0], like_scores, [0, 0], dislike_scores) == pytest.approx(expected)
+
+
+def test_like_dislike_auc_averages_users_with_both_kinds_only() -> None:
+    # User 0 perfect, user 1 reversed; user 2 has only a like, user 3 only a dislike.
+    auc = _auc([0, 1, 2], [0.9, 0.1, 0.0], [0, 1, 3], [0.1, 0.9, 5.0])
+    assert auc == pytest.approx(0.5)
+    assert math.isnan(_auc([0], [0.9], [1], [0.1]))  # nobody has both
+    assert math.isnan(_auc([], [], [], []))
+
+
+def test_like_dislike_auc_counts_a_pair_held_out_twice_once() -> None:
+    likes = _pairs([0, 0, 0], [1, 1, 2])  # item 1 held out twice, with its one score
+    scores = np.array([0.9, 0.9, 0.1], dtype=np.float32)
+    auc = like_dislike_auc(likes, scores, _pairs([0], [3]), np.array([0.5], np.float32), n_items=4)
+    assert auc == pytest.approx(0.5)  # (1 + 0) / 2, not (1 + 1 + 0) / 3
+
+
+def test_like_dislike_auc_matches_a_double_loop() -> None:
+    rng = np.random.default_rng(1)
+    like_rows, dis_rows = rng.integers(0, 6, 40).tolist(), rng.integers(0, 6, 30).tolist()
+    # Scores on a coarse grid so that ties happen, within and across users.
+    like_scores = (rng.integers(0, 5, 40) / 4).tolist()
+    dis_scores = (rng.integers(0, 5, 30) / 4).tolist()
+    per_user = []
+    for u in range(6):
+        ls = [s for r, s in zip(like_rows, like_scores, strict=True) if r == u]
+        ds = [s for r, s in zip(dis_rows, dis_scores, strict=True) if r == u]
+        if ls and ds:
+            right = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in ls for b in ds)
+            per_user.append(right / (len(ls) * len(ds)))
+    expected = sum(per_user) / len(per_user)
+    assert _auc(like_rows, like_scores, dis_rows, dis_scores) == pytest.approx(expected)
+
+
+def test_evaluate_model_auc_uses_the_cosine_of_state_and_item() -> None:
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((12, 4)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = {f"i{i}": i for i in range(12)}
+    train = [Interaction(u, f"i{i}", EventType.LIKE, float(i)) for u in "ab" for i in (0, 1)]
+    like, dislike = EventType.LIKE, EventType.DISLIKE
+    test = [
+        Interaction("a", "i2", like, 10.0), Interaction("a", "i3", like, 11.0),
+        Interaction("a", "i4", dislike, 12.0),
+        Interaction("b", "i5", like, 13.0), Interaction("b", "i6", dislike, 14.0),
+        Interaction("b", "i7", dislike, 15.0),
+    ]  # fmt: skip
+    encoder = UserEncoder.initial(dim=4, history_len=5, n_types=N_EVENT_TYPES)
+    users = build_eval_users(train, test, item_index=index, history_len=5)
+    states = user_states(encoder, vectors, users.hist_items, users.hist_types, users.user_ids)
+    cosine = states @ vectors.T  # (U, N): unit rows
+    per_user = []
+    for row, (liked, disliked) in enumerate((([2, 3], [4]), ([5], [6, 7]))):
+        pairs = [(cosine[row, i], cosine[row, j]) for i in liked for j in disliked]
+        per_user.append(
+            sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
+        )
+    m = evaluate_model(encoder, vectors, users, ks=(1, 2))
+    assert m[AUC] == pytest.approx(sum(per_user) / 2)

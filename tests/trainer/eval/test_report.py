@@ -92,3 +92,43 @@ def test_a_failed_report_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         write_report(out, bad, loss_histories={})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_comparison_gives_both_like_dislike_aucs_and_their_difference() -> None:
+    ssm = summarize([{"recall@20": 0.2, "like_dislike_auc": 0.60}])
+    ntr = summarize([{"recall@20": 0.2, "like_dislike_auc": 0.65}])
+    out = comparison({"ssm": ssm, "ssm+ntr": ntr})
+    assert out["like_dislike_auc"] == {"baseline": 0.60, "compared": 0.65}
+    assert out["like_dislike_auc_difference"] == pytest.approx(0.05)
+    assert "like-vs-dislike AUC 0.6500 vs 0.6000" in markdown({"ssm": ssm, "ssm+ntr": ntr,
+                                                               "summary": out})  # fmt: skip
+
+
+def _ease(skipped: str | None) -> dict[str, Any]:
+    figure = summarize([{"v": 0.30}, {"v": 0.32}])["v"]
+    return {
+        "skipped": skipped,
+        "lambda": None if skipped else [500.0, 1000.0],
+        "grid": [] if skipped else [{"lambda": 500.0, "validation_recall@20": figure}],
+        "validation": {"protocol": "random per user", "share": 0.2, "selected_by": "recall@20"},
+    }
+
+
+def test_markdown_gives_the_ease_lambda_and_its_validation_grid(tmp_path: Path) -> None:
+    results = _results()
+    results["reference"] = {"ease": summarize([{"recall@20": 0.3}, {"recall@20": 0.31}])}
+    results["ease"] = _ease(None)
+    histories = {"ssm": [{"softmax": 1.0}]}
+    write_report(tmp_path / "r", results, loss_histories=histories)  # "ease": no objective
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "| ease (reference) |" in text
+    assert "λ = 500, 1000." in text and "20 % of each user's training events" in text
+    assert "| 500 | 0.3100 ± 0.0141 |" in text
+
+
+def test_markdown_states_why_ease_was_skipped() -> None:
+    results = _results()
+    results["ease"] = _ease("catalog of 20001 items above the EASE limit of 20000")
+    text = markdown(results)
+    assert "EASE reference skipped: catalog of 20001 items above the EASE limit of 20000." in text
+    assert "ease (reference)" not in text
