@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.learn.examples import build_examples
+from trainer.learn.examples import Examples, build_examples
 from veto.events import EventType, Interaction
 
 L, D, S, C = EventType.LIKE, EventType.DISLIKE, EventType.SKIP, EventType.CLICK
@@ -13,6 +13,19 @@ L, D, S, C = EventType.LIKE, EventType.DISLIKE, EventType.SKIP, EventType.CLICK
 def _events() -> list[Interaction]:
     seq = [("a", "i0", L), ("b", "i1", L), ("a", "i1", D), ("a", "i2", S), ("a", "i3", L)]
     return [Interaction(u, i, t, float(n)) for n, (u, i, t) in enumerate(seq)]
+
+
+def _of_events(*, dislike_input: bool = True, **kw: object) -> Examples:
+    """``build_examples`` over ``_events()`` with L = 3 and a four-item catalog."""
+    index = {f"i{n}": n for n in range(4)}
+    return build_examples(
+        _events(),
+        item_index=index,
+        user_index={},
+        history_len=3,
+        dislike_input=dislike_input,
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 def test_histories_are_the_events_before_newest_first() -> None:
@@ -47,15 +60,7 @@ def test_clicks_are_labels_only_with_a_weight() -> None:
 
 
 def test_bag_context_is_the_whole_history_but_the_event_itself() -> None:
-    index = {f"i{n}": n for n in range(4)}
-    ex = build_examples(
-        _events(),
-        item_index=index,
-        user_index={},
-        history_len=3,
-        dislike_input=True,
-        context="bag",
-    )
+    ex = _of_events(context="bag")
     # User a's history oldest first: i0 L, i1 D, i2 S, i3 L; each label sees the others.
     assert ex.labels.tolist() == [0, 1, 3, 1]
     np.testing.assert_array_equal(
@@ -74,31 +79,14 @@ def test_bag_context_keeps_the_newest_events_when_the_history_is_longer() -> Non
 
 
 def test_bag_context_without_the_dislike_feature_keeps_dislike_labels_out_of_inputs() -> None:
-    index = {f"i{n}": n for n in range(4)}
-    ex = build_examples(
-        _events(),
-        item_index=index,
-        user_index={},
-        history_len=3,
-        dislike_input=False,
-        context="bag",
-    )
+    ex = _of_events(dislike_input=False, context="bag")
     # The dislike of i1 is in no input; its own example sees the three other events.
     np.testing.assert_array_equal(ex.items[1], [3, 2, 0])
     np.testing.assert_array_equal(ex.items[0], [3, 2, -1])
 
 
 def test_only_targets_are_labels_and_the_rest_is_context() -> None:
-    index = {f"i{n}": n for n in range(4)}
-    targets = [False, False, False, False, True]  # only a/i3 like
-    ex = build_examples(
-        _events(),
-        item_index=index,
-        user_index={},
-        history_len=3,
-        dislike_input=True,
-        targets=targets,
-    )
+    ex = _of_events(targets=[False, False, False, False, True])  # only a/i3 like
     assert ex.labels.tolist() == [3]
     np.testing.assert_array_equal(ex.items[0], [2, 1, 0])
 
