@@ -24,6 +24,7 @@ from service.reloader import Reloader
 from service.responsiveness import ResponsivenessProbe
 from service.routes import build_router
 from veto.errors import StoreUnavailable
+from veto.ranking import Strengths
 from veto.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ def create_app(
             metrics,
             overfetch=settings.overfetch,
             offload_min_cost=settings.offload_min_cost,
+            strengths=Strengths(
+                prior_weight=settings.prior_weight, dislike_penalty=settings.dislike_penalty
+            ),
         ),
         desk=FeedbackDesk(
             holder,

@@ -20,6 +20,7 @@ from service.model_holder import ModelHolder, ServingModel
 from service.popular import PopularCache
 from service.retrieval import (
     I64,
+    Adjustment,
     Ranked,
     category_rows,
     fallback,
@@ -30,6 +31,7 @@ from service.retrieval import (
 )
 from service.schemas import Recommendations, ScoredItem, SimilarItems
 from veto.errors import NoModelVersion, StoreUnavailable
+from veto.ranking import OFF, Strengths
 
 _EMPTY = UserState()
 P = ParamSpec("P")
@@ -64,6 +66,7 @@ class Recommender:
         *,
         overfetch: int,
         offload_min_cost: int,
+        strengths: Strengths = OFF,
     ) -> None:
         self._holder = holder
         self._store = store
@@ -71,6 +74,7 @@ class Recommender:
         self._metrics = metrics
         self._overfetch = overfetch
         self._offload_min_cost = offload_min_cost
+        self._strengths = strengths
 
     async def recommend(
         self,
@@ -97,9 +101,10 @@ class Recommender:
         rows, types = history_rows(model, state.history)
         cost = model.search_cost if allowed is None else int(allowed.size)
         if has_signal(model, user_id, rows):
+            adjustment = Adjustment(model.rows_of(state.disliked), self._strengths)  # (X,)
             ranked = await self._compute(
                 cost, self._personal, model, user_id, rows, types,
-                k=k, blocked=blocked, allowed=allowed,
+                k=k, blocked=blocked, allowed=allowed, adjustment=adjustment,
             )  # fmt: skip
         else:
             # Only a user with nothing to personalise on pays for the popular list.
@@ -140,9 +145,18 @@ class Recommender:
         k: int,
         blocked: I64,
         allowed: I64 | None,
+        adjustment: Adjustment,
     ) -> Ranked:
         vector = user_vector(model, user_id, rows, types)
-        return rank(model, vector, k=k, blocked=blocked, allowed=allowed, overfetch=self._overfetch)
+        return rank(
+            model,
+            vector,
+            k=k,
+            blocked=blocked,
+            allowed=allowed,
+            overfetch=self._overfetch,
+            adjustment=adjustment,
+        )
 
     async def similar(self, item_id: str, *, k: int) -> SimilarItems:
         """The k items nearest to one item (itself excluded); NotFound for an unknown item."""

@@ -1,12 +1,16 @@
-"""Top-K retrieval over one model snapshot: user vector, FAISS search with over-fetch and
-filters, the category scan, the popular fallback. Synchronous and CPU-bound: callers run it
-in a thread. Legend: N items, D dim, M candidates.
+"""Top-K retrieval over one model snapshot: user vector, FAISS search with over-fetch, the
+serving-time adjustment (``veto.ranking``: item prior, dislike penalty) and filters, the
+category scan, the popular fallback. Synchronous and CPU-bound: callers run it in a thread.
+Legend: N items, D dim, M candidates, X the user's disliked items.
+
+The evaluation adjusts every item's score; here only the fetched candidates are adjusted,
+so an item outside the over-fetch cannot climb into the top k (``overfetch`` sets the room).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +18,7 @@ import numpy.typing as npt
 from service.errors import FieldError, invalid_fields
 from service.model_holder import ServingModel
 from service.ranking import fetch_size, scan_rows, select_top_k
+from veto.ranking import OFF, Strengths, adjust_scores
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -77,24 +82,70 @@ def category_rows(model: ServingModel, category: str | None) -> I64 | None:
     return rows
 
 
-def search(model: ServingModel, vector: F32, *, k: int, blocked: I64, overfetch: int) -> Ranked:
-    """Best k rows for ``vector`` not in ``blocked``: FAISS with over-fetch, widened until k
-    survive the filter or the whole catalog was asked for."""
+@dataclass(frozen=True)
+class Adjustment:
+    """One user's input to the serving-time adjustment: their disliked rows and the strengths.
+    The default adjusts nothing."""
+
+    disliked: I64 = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # (X,)
+    strengths: Strengths = OFF
+
+
+NO_ADJUSTMENT = Adjustment()
+
+
+def adjusted(model: ServingModel, scores: F32, ids: I64, adjustment: Adjustment) -> F32:
+    """(M,) ``scores`` of candidate rows ``ids`` (M,) after ``veto.ranking.adjust_scores``."""
+    strengths = adjustment.strengths
+    if not (strengths.prior_weight or strengths.dislike_penalty):
+        return scores
+    out: F32 = adjust_scores(
+        scores[None, :],
+        ids[None, :],
+        item_vectors=model.version.vectors,
+        prior=model.version.item_prior,
+        disliked=[adjustment.disliked],
+        strengths=strengths,
+    )[0]
+    return out
+
+
+def search(
+    model: ServingModel,
+    vector: F32,
+    *,
+    k: int,
+    blocked: I64,
+    overfetch: int,
+    adjustment: Adjustment = NO_ADJUSTMENT,
+) -> Ranked:
+    """Best k rows for ``vector`` not in ``blocked``: FAISS with over-fetch, the candidates'
+    scores adjusted, widened until k survive the filter or the whole catalog was asked for."""
     n_items = model.version.manifest.n_items
     fetch = fetch_size(k, n_blocked=int(blocked.size), margin=overfetch, n_items=n_items)
     query = np.ascontiguousarray(vector[None, :], dtype=np.float32)  # (1, D)
     while True:
         scores, ids = model.version.index.search(query, fetch)  # (1, M) each
-        rows, vals = select_top_k(scores[0], ids[0].astype(np.int64), k=k, blocked=blocked)
-        if rows.size >= k or fetch >= n_items:
-            return Ranked(rows, vals)
+        rows = ids[0].astype(np.int64)  # (M,)
+        vals = adjusted(model, scores[0], rows, adjustment)
+        top, top_vals = select_top_k(vals, rows, k=k, blocked=blocked)
+        if top.size >= k or fetch >= n_items:
+            return Ranked(top, top_vals)
         fetch = min(n_items, fetch * 4)
 
 
-def scan(model: ServingModel, vector: F32, *, k: int, blocked: I64, rows: I64) -> Ranked:
+def scan(
+    model: ServingModel,
+    vector: F32,
+    *,
+    k: int,
+    blocked: I64,
+    rows: I64,
+    adjustment: Adjustment = NO_ADJUSTMENT,
+) -> Ranked:
     """Best k of ``rows`` (a category) for ``vector``, exactly, without ``blocked``."""
     scores, ids = scan_rows(model.version.vectors, rows, vector)
-    top, vals = select_top_k(scores, ids, k=k, blocked=blocked)
+    top, vals = select_top_k(adjusted(model, scores, ids, adjustment), ids, k=k, blocked=blocked)
     return Ranked(top, vals)
 
 
@@ -106,11 +157,13 @@ def rank(
     blocked: I64,
     allowed: I64 | None,
     overfetch: int,
+    adjustment: Adjustment = NO_ADJUSTMENT,
 ) -> Ranked:
-    """Personalised top-k: a scan of the allowed rows when a category is given, else FAISS."""
+    """Personalised top-k: a scan of the allowed rows when a category is given, else FAISS;
+    either way the scores adjusted by ``adjustment``."""
     if allowed is not None:
-        return scan(model, vector, k=k, blocked=blocked, rows=allowed)
-    return search(model, vector, k=k, blocked=blocked, overfetch=overfetch)
+        return scan(model, vector, k=k, blocked=blocked, rows=allowed, adjustment=adjustment)
+    return search(model, vector, k=k, blocked=blocked, overfetch=overfetch, adjustment=adjustment)
 
 
 def fallback(

@@ -10,6 +10,8 @@ One directory per version under the artifacts root, ``v00000042/``:
     encoder.npz           veto.encoder.UserEncoder arrays
     user_ids.json         ids of the rows of the encoder's user_emb
     popular.json          item ids, most liked first: the fallback for unknown users
+    item_prior.npy        float32 (N,) log((likes + 1) / (dislikes + 1)), see veto.ranking
+                          (optional: a version without it serves with an all-zero prior)
     checkpoint.pt         the trainer's checkpoint (optional; only the trainer reads it)
 
 A version is written under a temporary name in the same root and renamed into place, so a
@@ -47,8 +49,11 @@ INDEX = "index.faiss"
 ENCODER = "encoder.npz"
 USER_IDS = "user_ids.json"
 POPULAR = "popular.json"
+ITEM_PRIOR = "item_prior.npy"
 CHECKPOINT = "checkpoint.pt"
 SERVING_FILES = (ITEM_IDS, ITEM_CATEGORIES, ITEM_VECTORS, INDEX, ENCODER, USER_IDS, POPULAR)
+# Served when the manifest lists them; versions written before they existed still load.
+OPTIONAL_SERVING_FILES = (ITEM_PRIOR,)
 _VERSION_DIR = re.compile(r"^v(\d{8})$")
 
 
@@ -133,13 +138,15 @@ def write_version(
     loss: Mapping[str, Any],
     watermark: Watermark,
     index: Any,
+    item_prior: np.ndarray | None = None,
     extra_files: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> Path:
     """Write a complete version directory atomically and return its path.
 
     ``vectors`` (N, D) are unit rows; ``index`` an inner-product FAISS index over them with
     ids = rows, flat or IVF (which index to build, and when to train a new one, is the
-    writer's policy). ``extra_files`` maps a file name (such as ``checkpoint.pt``) to a
+    writer's policy). ``item_prior`` (N,) is written as ``item_prior.npy`` when given.
+    ``extra_files`` maps a file name (such as ``checkpoint.pt``) to a
     function that writes it; it is checksummed like the rest. Raises ArtifactError if the
     version already exists or the inputs disagree.
     """
@@ -156,6 +163,10 @@ def write_version(
         raise ArtifactError(f"encoder dim {encoder.dim} != item dim {dim}")
     if index.ntotal != n or index.d != dim:
         raise ArtifactError(f"the given index has {index.ntotal} x {index.d}, not {n} x {dim}")
+    if item_prior is not None:
+        item_prior = np.asarray(item_prior, dtype=np.float32)
+        if item_prior.shape != (n,) or not np.isfinite(item_prior).all():
+            raise ArtifactError(f"item prior {item_prior.shape} must be ({n},) and finite")
     final = version_dir(root, version)
     if final.exists():
         raise ArtifactError(f"version {version} already exists at {final}")
@@ -164,6 +175,8 @@ def write_version(
     tmp.mkdir()
     try:
         np.save(tmp / ITEM_VECTORS, vectors)
+        if item_prior is not None:
+            np.save(tmp / ITEM_PRIOR, item_prior)
         ivf = faiss.try_extract_index_ivf(index)
         index_type, nprobe = ("flat", 0) if ivf is None else ("ivf", int(ivf.nprobe))
         faiss.write_index(index, str(tmp / INDEX))
@@ -239,6 +252,7 @@ class ModelVersion:
     index: Any  # faiss.Index
     encoder: UserEncoder
     popular: list[str]
+    item_prior: np.ndarray  # (N,) float32; zeros for a version written without one
 
     @property
     def version(self) -> int:
@@ -256,8 +270,9 @@ def load_version(
     service then does not re-create ~3N small strings on every swap (allocator churn that
     showed as RSS creep in the soak benchmark)."""
     manifest = read_manifest(path)
+    optional = [name for name in OPTIONAL_SERVING_FILES if name in manifest.files]
     if verify:
-        verify_files(path, manifest, SERVING_FILES)
+        verify_files(path, manifest, [*SERVING_FILES, *optional])
 
     def unchanged(name: str) -> ModelVersion | None:
         """``previous`` when it has the same ``name`` file, byte for byte."""
@@ -283,6 +298,11 @@ def load_version(
         vectors = np.load(path / ITEM_VECTORS, mmap_mode="r")
         index = faiss.read_index(str(path / INDEX))
         encoder = UserEncoder.load(path / ENCODER, user_ids)
+        prior = (
+            np.load(path / ITEM_PRIOR)
+            if ITEM_PRIOR in optional
+            else np.zeros(manifest.n_items, dtype=np.float32)
+        )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ArtifactError(f"cannot load {path}: {exc}") from exc
     n, dim = manifest.n_items, manifest.dim
@@ -292,6 +312,8 @@ def load_version(
         raise ArtifactError(f"{path}: item ids, categories or index do not match the manifest")
     if encoder.dim != dim:
         raise ArtifactError(f"{path}: encoder dim {encoder.dim} != {dim}")
+    if prior.shape != (n,) or prior.dtype != np.float32 or not np.isfinite(prior).all():
+        raise ArtifactError(f"{path}: item prior {prior.shape} does not match the manifest")
     if manifest.index_type == "ivf":
         faiss.extract_index_ivf(index).nprobe = manifest.nprobe
     return ModelVersion(
@@ -304,6 +326,7 @@ def load_version(
         index=index,
         encoder=encoder,
         popular=[p for p in popular if p in item_index],
+        item_prior=prior,
     )
 
 

@@ -50,8 +50,17 @@ class ServiceSettings(CommonSettings):
     max_k: int = Field(default=200, ge=1, le=10_000)
     max_batch: int = Field(default=1000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    # Extra candidates fetched from FAISS on top of k + the user's filtered items.
+    # Extra candidates fetched from FAISS on top of k + the user's filtered items: the
+    # serving-time adjustment (veto.ranking) can only reorder what was fetched.
     overfetch: int = Field(default=20, ge=0, le=10_000)
+    # veto.ranking's strengths: the item prior log((likes+1)/(dislikes+1)) and the penalty
+    # for closeness to the user's disliked items; 0 turns a mechanism off. Chosen on ML-100K's
+    # validation slice (ssm+ntr): the largest pair whose Recall@20 stays within 3 % of both off.
+    # Prior 0.05: -2.0 %, Dislike@20 -30 %, AUC +0.030. The penalty is dominated: alone, 0.1
+    # costs -1.9 % for Dislike@20 -4 % and AUC +0.006; on top of the prior, even 0.05 takes
+    # the pair to -3.8 %. Off by default, there for deployments with other data.
+    prior_weight: float = Field(default=0.05, ge=0.0, le=10.0)
+    dislike_penalty: float = Field(default=0.0, ge=0.0, le=10.0)
     dedupe_ttl_seconds: int = Field(default=7 * 86_400, ge=1)
     # The pointer is polled at least this often even when a pub/sub notice is lost.
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=1.0)

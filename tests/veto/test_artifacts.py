@@ -38,6 +38,7 @@ def _write_v1(
     *,
     item_ids: list[str] | None = None,
     extra_files: dict[str, Callable[[Path], None]] | None = None,
+    item_prior: np.ndarray | None = None,
 ) -> Path:
     """Version 1 of the small world with ``encoder``, its ids replaced when given."""
     world = small_world()
@@ -54,6 +55,7 @@ def _write_v1(
         watermark=Watermark(),
         index=build_index(world.item_vectors, flat_max_items=1000, nprobe=4),
         extra_files=extra_files,
+        item_prior=item_prior,
     )
 
 
@@ -251,3 +253,42 @@ def test_tampered_catalog_is_refused_even_with_a_previous_version(artifacts_dir:
     (path / artifacts.ITEM_IDS).write_text(json.dumps(list(reversed(world.item_ids))))
     with pytest.raises(ArtifactError, match="sha256"):
         load_version(path, previous=first)
+
+
+def _encoder() -> UserEncoder:
+    return UserEncoder.initial(dim=DIM, history_len=8, n_types=N_EVENT_TYPES)
+
+
+def test_item_prior_round_trips_and_is_checksummed(artifacts_dir: Path) -> None:
+    prior = np.linspace(-2, 3, len(small_world().item_ids)).astype(np.float32)  # (N,)
+    path = _write_v1(artifacts_dir, _encoder(), item_prior=prior)
+    manifest = read_manifest(path)
+    assert manifest.files[artifacts.ITEM_PRIOR] == artifacts.sha256_file(
+        path / artifacts.ITEM_PRIOR
+    )
+    np.testing.assert_array_equal(load_version(path).item_prior, prior)
+
+
+def test_a_version_without_an_item_prior_serves_with_zeros(artifacts_dir: Path) -> None:
+    path = _write_v1(artifacts_dir, _encoder())  # as versions written before the prior
+    assert not (path / artifacts.ITEM_PRIOR).exists()
+    loaded = load_version(path)
+    assert loaded.item_prior.shape == (len(loaded.item_ids),)
+    assert loaded.item_prior.dtype == np.float32 and not loaded.item_prior.any()
+
+
+def test_tampered_item_prior_is_refused(artifacts_dir: Path) -> None:
+    n = len(small_world().item_ids)
+    path = _write_v1(artifacts_dir, _encoder(), item_prior=np.zeros(n, dtype=np.float32))
+    np.save(path / artifacts.ITEM_PRIOR, np.ones(n, dtype=np.float32))
+    with pytest.raises(ArtifactError, match=r"item_prior\.npy"):
+        load_version(path)
+
+
+@pytest.mark.parametrize("prior", [np.zeros(3), np.full(200, np.nan)])
+def test_an_item_prior_of_the_wrong_shape_or_not_finite_writes_nothing(
+    artifacts_dir: Path, prior: np.ndarray
+) -> None:
+    with pytest.raises(ArtifactError, match="item prior"):
+        _write_v1(artifacts_dir, _encoder(), item_prior=prior)
+    assert list_versions(artifacts_dir) == []

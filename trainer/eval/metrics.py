@@ -12,6 +12,9 @@ Definitions (each a mean over the users it applies to, except Dislike@K and cove
               like above dislike (a tie counts 1/2), users with ≥ 1 of each: whether the model
               orders what a user rejected below what they accepted, whatever the recall.
 The user's training items are masked (never ranked), as the service drops seen items.
+With a ``Serving`` given, every score is first adjusted by ``veto.ranking.adjust_scores`` (the
+item prior, the penalty from the user's training dislikes), as the service adjusts its
+candidates: the ranking and the held-out scores (AUC) are those of what users get.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy.typing as npt
 
 from trainer.eval.users import EvalUsers, Pairs, user_states
 from veto.encoder import UserEncoder
+from veto.ranking import OFF, Strengths, adjust_scores
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -35,6 +39,15 @@ AUC = "like_dislike_auc"
 # (start, stop) → (B, D) states of evaluated users start..stop-1; a user's score of item i is
 # the dot product of its state with row i of the item matrix (cosine for unit rows).
 StatesOf = Callable[[int, int], F32]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The serving-time adjustment of a trained model's scores: its item prior, computed on
+    the training half, and the strengths of the two mechanisms."""
+
+    prior: F32  # (N,)
+    strengths: Strengths = OFF
 
 
 @dataclass(frozen=True)
@@ -147,18 +160,42 @@ def _slice(pairs: Pairs, start: int, stop: int) -> Pairs:
     return Pairs(pairs.rows[keep] - start, pairs.items[keep])
 
 
+def _per_user(pairs: Pairs, n_users: int) -> list[I64]:
+    """Each user's items of ``pairs``: a list of U arrays."""
+    order = np.argsort(pairs.rows, kind="stable")
+    bounds = np.searchsorted(pairs.rows[order], np.arange(1, n_users))
+    return list(np.split(pairs.items[order], bounds))
+
+
 def score_users(
-    states_of: StatesOf, item_vectors: F32, users: EvalUsers, *, k: int, batch_size: int = 1024
+    states_of: StatesOf,
+    item_vectors: F32,
+    users: EvalUsers,
+    *,
+    k: int,
+    batch_size: int = 1024,
+    serving: Serving | None = None,
 ) -> Scored:
     """Rank the catalog for every evaluated user in batches (training items masked), keeping
-    the raw scores of the held-out likes and dislikes."""
+    the scores of the held-out likes and dislikes; adjusted as served when ``serving``."""
     n_users = len(users.user_ids)
+    disliked = _per_user(users.disliked, n_users) if serving is not None else []
+    catalog = np.arange(item_vectors.shape[0], dtype=np.int64)  # (N,) every user's candidates
     top = np.empty((n_users, min(k, item_vectors.shape[0])), dtype=np.int64)
     like_scores = np.empty(users.likes.rows.shape, dtype=np.float32)
     dislike_scores = np.empty(users.dislikes.rows.shape, dtype=np.float32)
     for start in range(0, n_users, batch_size):
         stop = min(start + batch_size, n_users)
         scores = states_of(start, stop) @ item_vectors.T  # (B, N)
+        if serving is not None:
+            scores = adjust_scores(
+                scores,
+                catalog,
+                item_vectors=item_vectors,
+                prior=serving.prior,
+                disliked=disliked[start:stop],
+                strengths=serving.strengths,
+            )
         for pairs, out in ((users.likes, like_scores), (users.dislikes, dislike_scores)):
             keep = (pairs.rows >= start) & (pairs.rows < stop)
             # Read before masking: held-out items are scored as they are, never masked.
@@ -194,17 +231,32 @@ def _encoder_states(encoder: UserEncoder, item_vectors: F32, users: EvalUsers) -
 
 
 def rank_users(
-    encoder: UserEncoder, item_vectors: F32, users: EvalUsers, *, k: int, batch_size: int = 1024
+    encoder: UserEncoder,
+    item_vectors: F32,
+    users: EvalUsers,
+    *,
+    k: int,
+    batch_size: int = 1024,
+    serving: Serving | None = None,
 ) -> I64:
     """(U, k) top items for every evaluated user, training items masked, in user batches."""
     states_of = _encoder_states(encoder, item_vectors, users)
-    return score_users(states_of, item_vectors, users, k=k, batch_size=batch_size).top
+    scored = score_users(
+        states_of, item_vectors, users, k=k, batch_size=batch_size, serving=serving
+    )
+    return scored.top
 
 
 def evaluate_model(
-    encoder: UserEncoder, item_vectors: F32, users: EvalUsers, *, ks: Sequence[int] = KS
+    encoder: UserEncoder,
+    item_vectors: F32,
+    users: EvalUsers,
+    *,
+    ks: Sequence[int] = KS,
+    serving: Serving | None = None,
 ) -> dict[str, float]:
-    """Recall, NDCG, Dislike, coverage at each K and the like-vs-dislike AUC of one model."""
+    """Recall, NDCG, Dislike, coverage at each K and the like-vs-dislike AUC of one model,
+    ranked as served when ``serving`` is given."""
     states_of = _encoder_states(encoder, item_vectors, users)
-    scored = score_users(states_of, item_vectors, users, k=max(ks))
+    scored = score_users(states_of, item_vectors, users, k=max(ks), serving=serving)
     return scored_metrics(scored, users, n_items=item_vectors.shape[0], ks=ks)

@@ -7,6 +7,7 @@ written.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from trainer.data.load import DATASETS
 from trainer.learn.config import OBJECTIVES, TrainConfig
 from veto.errors import ConfigError
+from veto.ranking import Strengths
+from veto.settings import ServiceSettings
 
 SPLITS = ("random", "temporal")
 # Formats of a provided --train/--test pair: the generic CSV, or `user item item …` per line.
@@ -24,6 +27,9 @@ _RUN_FIELDS = ("objective", "seed", "use_dislike_feature")
 # + the no-dislike variant = 7 fits of ~800k events) must finish within 10 minutes on this
 # 2-core machine shared with other jobs; at 3 epochs it took 597 s. --epochs overrides it.
 EVAL_EPOCHS = 3
+# The served strengths of veto.ranking: the service's own defaults, defined once.
+DEFAULT_PRIOR_WEIGHT = float(ServiceSettings.model_fields["prior_weight"].default)
+DEFAULT_DISLIKE_PENALTY = float(ServiceSettings.model_fields["dislike_penalty"].default)
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,14 @@ class EvalOptions:
     sim_start_events: int = 10
     progress: bool = True
     validation: bool = False  # evaluate on a slice of the training half (choosing settings)
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT  # the served strengths (veto.ranking)
+    dislike_penalty: float = DEFAULT_DISLIKE_PENALTY
     train_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def strengths(self) -> Strengths:
+        """The served configuration of the ranking core."""
+        return Strengths(prior_weight=self.prior_weight, dislike_penalty=self.dislike_penalty)
 
     @property
     def protocol(self) -> str:
@@ -93,6 +106,20 @@ def _parser() -> argparse.ArgumentParser:
         "half: for choosing settings",
     )
     p.add_argument("--epochs", type=int, help=f"training epochs (default {EVAL_EPOCHS})")
+    p.add_argument(
+        "--prior-weight",
+        type=float,
+        default=DEFAULT_PRIOR_WEIGHT,
+        help="served item-prior strength (default: the service's VETO_PRIOR_WEIGHT default, "
+        f"{DEFAULT_PRIOR_WEIGHT:g})",
+    )
+    p.add_argument(
+        "--dislike-penalty",
+        type=float,
+        default=DEFAULT_DISLIKE_PENALTY,
+        help="served dislike-penalty strength (default: the service's VETO_DISLIKE_PENALTY "
+        f"default, {DEFAULT_DISLIKE_PENALTY:g})",
+    )
     p.add_argument("--responsiveness", action="store_true", help="run the NTR §4 simulation")
     p.add_argument("--like-min", type=float, default=4.0)
     p.add_argument("--dislike-max", type=float, default=2.0)
@@ -178,6 +205,12 @@ def parse_options(argv: list[str]) -> EvalOptions:
         raise ConfigError(f"--out {args.out} exists and is not a directory")
     if args.sim_users < 1:
         raise ConfigError(f"--sim-users must be >= 1, got {args.sim_users}")
+    for flag, value in (
+        ("--prior-weight", args.prior_weight),
+        ("--dislike-penalty", args.dislike_penalty),
+    ):
+        if not (value >= 0 and math.isfinite(value)):
+            raise ConfigError(f"{flag} must be a finite number >= 0, got {value}")
     options = EvalOptions(
         out=args.out,
         dataset=args.dataset,
@@ -199,6 +232,8 @@ def parse_options(argv: list[str]) -> EvalOptions:
         sim_start_events=args.sim_start_events,
         progress=args.progress,
         validation=args.validation,
+        prior_weight=args.prior_weight,
+        dislike_penalty=args.dislike_penalty,
         train_overrides=_overrides(args.sets, args.epochs),
     )
     # Build every run's TrainConfig now so a bad value fails before any work.

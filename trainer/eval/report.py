@@ -11,7 +11,16 @@
      "reference": {"popularity": {...metrics as above},  # most-liked items, same ranking code
                    "ease": {...metrics as above}},  # absent when EASE was skipped
      "ease": {"skipped": null | "<reason>", "lambda": [chosen per seed],
-              "grid": [{"lambda", "validation_recall@20": {"mean", "std", "values"}}], ...}}
+              "grid": [{"lambda", "validation_recall@20": {"mean", "std", "values"}}], ...},
+     "serving": {"strengths": {"prior_weight", "dislike_penalty"},  # the served ones
+                 "objectives": {"<objective>": {"served" | "no_prior" | "no_penalty":
+                                                {...metrics as above}}},
+                 "tradeoff": {"objective", "seed",
+                              "prior_weight" | "dislike_penalty":
+                                  [{"strength", "recall@20", ..., "like_dislike_auc"}]}}}
+
+The top-level "<objective>" rows rank with the model alone (both strengths 0); "serving"
+holds the same models ranked as served and with each mechanism off (its matched control).
 
 NaN (a metric with nothing to count) is written as null so any JSON parser reads the file.
 Files are first written to a staging directory beside ``--out`` and moved in only when all
@@ -33,9 +42,23 @@ import numpy as np
 from trainer.eval.metrics import AUC
 
 LossHistory = Sequence[Mapping[str, float]]
-RESERVED_KEYS = ("responsiveness", "config", "summary", "reference", "ease")
+RESERVED_KEYS = ("responsiveness", "config", "summary", "reference", "ease", "serving")
 LOSS_KEYS = ("total", "softmax", "ntr")  # the rest of a FitResult log is bookkeeping
-FILES = ("results.json", "report.md", "metrics.png", "loss.png", "responsiveness.png")
+FILES = (
+    "results.json",
+    "report.md",
+    "metrics.png",
+    "loss.png",
+    "responsiveness.png",
+    "tradeoff.png",
+)
+SERVING_METRICS = ("recall@20", "dislike@20", AUC)  # what the mechanisms trade
+# (results key, label): each variant's strengths and meaning.
+VARIANT_LABELS = (
+    ("served", "served (both mechanisms)"),
+    ("no_prior", "control: prior off"),
+    ("no_penalty", "control: penalty off"),
+)
 
 
 def summarize(per_seed: Sequence[Mapping[str, float]]) -> dict[str, dict[str, Any]]:
@@ -121,6 +144,53 @@ def _ease_lines(ease: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def _serving_lines(
+    serving: Mapping[str, Any] | None, objectives: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """Each objective ranked as served next to each mechanism's control, and the sweeps."""
+    if not serving or not serving.get("objectives"):
+        return []
+    strengths = serving["strengths"]
+    lines = [
+        "## Serving-time dislike mechanisms",
+        "",
+        f"Ranked by veto.ranking as the service ranks: prior weight "
+        f"{strengths['prior_weight']:g}, dislike penalty {strengths['dislike_penalty']:g}; "
+        "each control is the same model with only that strength set to 0; 'model only' has both "
+        "at 0 (the rows above).",
+        "",
+        "| objective | ranking | " + " | ".join(SERVING_METRICS) + " |",
+        "|---|---|" + "---|" * len(SERVING_METRICS),
+    ]
+    for objective, variants in serving["objectives"].items():
+        rows = [(label, variants[key]) for key, label in VARIANT_LABELS if key in variants]
+        if objective in objectives:
+            rows.append(("model only", objectives[objective]))
+        for label, row in rows:
+            cells = [
+                f"{_fmt(row[m]['mean'])} ± {_fmt(row[m]['std'])}" if m in row else "–"
+                for m in SERVING_METRICS
+            ]
+            lines.append(f"| {objective} | {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    tradeoff = serving.get("tradeoff", {})
+    sweeps = [(n, tradeoff[n]) for n in ("prior_weight", "dislike_penalty") if tradeoff.get(n)]
+    if sweeps:
+        lines += [
+            f"Trade-off ({tradeoff.get('objective')}, seed {tradeoff.get('seed')}): one "
+            "strength swept, the other at its served value (tradeoff.png).",
+            "",
+            "| strength | value | " + " | ".join(SERVING_METRICS) + " |",
+            "|---|---|" + "---|" * len(SERVING_METRICS),
+        ]
+        for name, points in sweeps:
+            for point in points:
+                cells = [_fmt(point.get(m)) for m in SERVING_METRICS]
+                lines.append(f"| {name} | {point['strength']:g} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def markdown(results: Mapping[str, Any]) -> str:
     """The Markdown report: metric table (mean ± std), comparison, responsiveness."""
     config = results.get("config", {})
@@ -151,6 +221,7 @@ def markdown(results: Mapping[str, Any]) -> str:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += _ease_lines(results.get("ease"))
+    lines += _serving_lines(results.get("serving"), objectives)
     summary = results.get("summary", {})
     if summary:
         auc = summary.get(AUC)
@@ -248,6 +319,44 @@ def _plot_responsiveness(path: Path, sim: Mapping[str, Mapping[str, Any]]) -> No
     plt.close(fig)
 
 
+def _plot_tradeoff(path: Path, tradeoff: Mapping[str, Any]) -> None:
+    """Recall@20 against Dislike@20 and against the AUC, one line per swept mechanism, each
+    point labelled by its strength."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.5))
+    for ax, metric in zip(axes, ("dislike@20", AUC), strict=True):
+        for name, colour in (("prior_weight", "tab:blue"), ("dislike_penalty", "tab:red")):
+            points = [
+                p
+                for p in tradeoff.get(name, [])
+                if _finite(p.get(metric)) and _finite(p.get("recall@20"))
+            ]
+            if not points:
+                continue
+            xs = [p[metric] for p in points]
+            ys = [p["recall@20"] for p in points]
+            ax.plot(xs, ys, marker="o", color=colour, label=name)
+            for p, x, y in zip(points, xs, ys, strict=True):
+                ax.annotate(f"{p['strength']:g}", (x, y), fontsize=7, color=colour,
+                            xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        ax.set_xlabel(metric)
+        ax.set_ylabel("recall@20")
+        if ax.lines:  # a metric with nothing to count (NaN AUC) draws no line
+            ax.legend(fontsize="small")
+    fig.suptitle(f"{tradeoff.get('objective', '?')}, seed {tradeoff.get('seed', '?')}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, float | int) and math.isfinite(value)
+
+
 def write_report(
     out: Path, results: Mapping[str, Any], *, loss_histories: Mapping[str, LossHistory]
 ) -> list[Path]:
@@ -265,6 +374,9 @@ def write_report(
         _plot_losses(staging / "loss.png", loss_histories)
         if results.get("responsiveness"):
             _plot_responsiveness(staging / "responsiveness.png", results["responsiveness"])
+        tradeoff = results.get("serving", {}).get("tradeoff", {})
+        if tradeoff.get("prior_weight") or tradeoff.get("dislike_penalty"):
+            _plot_tradeoff(staging / "tradeoff.png", tradeoff)
         out.mkdir(exist_ok=True)
         written = []
         for name in FILES:

@@ -3,6 +3,10 @@
 (most-liked items, and EASE with λ chosen on the training half); then the responsiveness
 simulation on seed 0.
 
+Each trained model is also ranked as served (``veto.ranking``: item prior from the training
+half, penalty from the user's training dislikes) and with each mechanism off, the matched
+controls; on seed 0 the first objective's strengths are swept one at a time (trade-off curves).
+
 The responsiveness variants (NTR paper §4) are trained on seed 0's training half; a variant
 whose objective was also evaluated reuses that very model instead of training it again.
 """
@@ -13,8 +17,11 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from trainer.eval.baselines import popularity_metrics
 from trainer.eval.data import EvalData, load_eval_data, split_for_seed
@@ -27,15 +34,17 @@ from trainer.eval.ease import (
     EaseOutcome,
     evaluate_ease,
 )
-from trainer.eval.metrics import AUC, evaluate_model
+from trainer.eval.metrics import AUC, Serving, evaluate_model
 from trainer.eval.options import EvalOptions
 from trainer.eval.report import comparison, summarize
 from trainer.eval.responsiveness import SimConfig, simulate, start_histories
 from trainer.eval.similarity import similarity_labels
 from trainer.eval.split import Split
-from trainer.eval.users import build_eval_users
+from trainer.eval.users import EvalUsers, build_eval_users
 from trainer.learn.fit import FitResult, fit
+from trainer.learn.prior import ItemFeedback
 from veto.events import EventType
+from veto.ranking import OFF, Strengths
 
 # (variant name, objective): the paper's ladder.
 VARIANTS = (
@@ -43,6 +52,12 @@ VARIANTS = (
     ("dislike feature only", "ssm"),
     ("feature + NTR label", "ssm+ntr"),
 )
+# Serving variants of each trained model: the served strengths, and each mechanism's matched
+# control (the same model, only that strength set to 0).
+SERVING_VARIANTS = ("served", "no_prior", "no_penalty")
+# The trade-off sweeps: one strength over its grid, the other at its served value.
+PRIOR_GRID = (0.0, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2)
+PENALTY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.5, 1.0)
 N_CLUSTERS = 20  # k-means clusters standing in for categories where a dataset has none
 
 Log = Callable[[str], None]
@@ -67,18 +82,51 @@ def _train(
     return fit(split.train, item_ids=data.item_ids, config=config, progress=options.progress)
 
 
-def _evaluate(
-    model: FitResult, split: Split, data: EvalData, *, dislike_input: bool
-) -> dict[str, float]:
+@dataclass(frozen=True)
+class _Ranker:
+    """One trained model and its evaluated users, ranked under any strengths."""
+
+    model: FitResult
+    users: EvalUsers
+    prior: npt.NDArray[np.float32]  # (N,) counted on the training half
+
+    def metrics(self, strengths: Strengths) -> dict[str, float]:
+        serving = Serving(self.prior, strengths) if strengths != OFF else None
+        return evaluate_model(self.model.encoder, self.model.vectors, self.users, serving=serving)
+
+
+def _ranker(model: FitResult, split: Split, data: EvalData, *, dislike_input: bool) -> _Ranker:
+    item_index = {item: i for i, item in enumerate(data.item_ids)}
     users = build_eval_users(
         split.train,
         split.test,
-        item_index={item: i for i, item in enumerate(data.item_ids)},
+        item_index=item_index,
         history_len=model.encoder.history_len,
         # A model trained without the dislike feature never reads dislikes: nor does its state.
         drop_types=frozenset() if dislike_input else frozenset({EventType.DISLIKE}),
     )
-    return evaluate_model(model.encoder, model.vectors, users)
+    prior = ItemFeedback.count(split.train, item_index).prior()
+    return _Ranker(model=model, users=users, prior=prior)
+
+
+def _variants(served: Strengths) -> dict[str, Strengths]:
+    """The served strengths and each mechanism's matched control."""
+    return {
+        "served": served,
+        "no_prior": replace(served, prior_weight=0.0),
+        "no_penalty": replace(served, dislike_penalty=0.0),
+    }
+
+
+def _tradeoff(ranker: _Ranker, served: Strengths) -> dict[str, list[dict[str, float]]]:
+    """Each strength over its grid (and its served value), the other at its served value."""
+    out: dict[str, list[dict[str, float]]] = {}
+    for name, grid in (("prior_weight", PRIOR_GRID), ("dislike_penalty", PENALTY_GRID)):
+        values = sorted({*grid, getattr(served, name)})
+        out[name] = [
+            {"strength": v, **ranker.metrics(replace(served, **{name: v}))} for v in values
+        ]
+    return out
 
 
 def _responsiveness(
@@ -168,6 +216,11 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
     data = load_eval_data(options)
     log(f"{data.name}: {len(data.item_ids)} items, {len(data.interactions)} interactions")
     per_seed: dict[str, list[dict[str, float]]] = {o: [] for o in options.objectives}
+    served = options.strengths
+    per_variant: dict[str, dict[str, list[dict[str, float]]]] = {
+        o: {v: [] for v in SERVING_VARIANTS} for o in options.objectives
+    }
+    tradeoff: dict[str, list[dict[str, float]]] = {}
     histories: dict[str, list[dict[str, float]]] = {}
     seed0_models: dict[str, FitResult] = {}
     seed0_split: Split | None = None
@@ -212,12 +265,22 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
             model = _train(split, data, options=options, objective=objective, seed=seed)
             train_seconds += time.perf_counter() - t0
             config = options.train_config(objective, seed=seed)
-            metrics = _evaluate(model, split, data, dislike_input=config.dislike_input)
+            ranker = _ranker(model, split, data, dislike_input=config.dislike_input)
+            metrics = ranker.metrics(OFF)
             per_seed[objective].append(metrics)
+            for variant, strengths in _variants(served).items():
+                figures = ranker.metrics(strengths)
+                per_variant[objective][variant].append(figures)
+                log(
+                    f"seed {seed} {objective} {variant}: recall@20 {figures['recall@20']:.4f} "
+                    f"dislike@20 {figures['dislike@20']:.4f} {AUC} {figures[AUC]:.4f}"
+                )
             log(
                 f"seed {seed} {objective}: recall@20 {metrics['recall@20']:.4f} "
                 f"dislike@20 {metrics['dislike@20']:.4f} {AUC} {metrics[AUC]:.4f}"
             )
+            if seed == 0 and objective == options.objectives[0]:
+                tradeoff = _tradeoff(ranker, served)
             if seed == 0:
                 seed0_models[objective] = model
                 histories[objective] = model.loss_history
@@ -228,6 +291,17 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
     if ease_skipped is None:
         results["reference"]["ease"] = summarize([r.metrics for r in ease_runs if r.metrics])
     results["ease"] = _ease_results(ease_runs, ease_skipped)
+    results["serving"] = {
+        "strengths": {
+            "prior_weight": served.prior_weight,
+            "dislike_penalty": served.dislike_penalty,
+        },
+        "objectives": {
+            o: {v: summarize(runs) for v, runs in variants.items()}
+            for o, variants in per_variant.items()
+        },
+        "tradeoff": {"objective": options.objectives[0], "seed": 0, **tradeoff},
+    }
     if options.responsiveness:
         assert seed0_split is not None
         sim_started = time.perf_counter()

@@ -38,6 +38,7 @@ class EvalUsers:
     hist_items: I64  # (U, L) item rows, newest first, -1 = padding
     hist_types: I64  # (U, L) EventType codes
     seen: Pairs  # every training item of each user: masked in the ranking
+    disliked: Pairs  # each user's training dislikes: the dislike penalty's sources
     likes: Pairs  # held-out likes not already in the user's training items
     dislikes: Pairs  # held-out dislikes not already in the user's training items
 
@@ -75,12 +76,16 @@ def build_eval_users(
     row_of = {u: r for r, u in enumerate(user_ids)}
     events: list[list[tuple[int, int]]] = [[] for _ in user_ids]
     seen_sets: list[set[int]] = [set() for _ in user_ids]
+    disliked_sets: list[set[int]] = [set() for _ in user_ids]
     for e in train:
         row = row_of.get(e.user_id)
         if row is None:
             continue
         item = item_index[e.item_id]
         seen_sets[row].add(item)
+        if e.type == EventType.DISLIKE:
+            # As the service's disliked set: kept whatever the encoder reads (drop_types).
+            disliked_sets[row].add(item)
         if e.type not in drop_types:
             events[row].append((item, int(e.type)))
     hist_items, hist_types = history_arrays(events, history_len)
@@ -103,6 +108,10 @@ def build_eval_users(
         hist_items=hist_items,
         hist_types=hist_types,
         seen=_pairs(seen_rows, seen_items),
+        disliked=_pairs(
+            [r for r, items in enumerate(disliked_sets) for _ in items],
+            [i for items in disliked_sets for i in items],
+        ),
         likes=_pairs(*held[EventType.LIKE]),
         dislikes=_pairs(*held[EventType.DISLIKE]),
     )

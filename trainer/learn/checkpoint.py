@@ -34,6 +34,9 @@ class Checkpoint:
     freq: TensorState  # the logQ frequency estimate
     step: int  # optimiser steps taken since the first fit
     replay: dict[str, Tensor | int] = field(default_factory=dict)  # the online replay sample
+    # Per-item like/dislike counts behind the version's item prior (trainer.learn.prior);
+    # empty in checkpoints written before the prior existed.
+    item_feedback: dict[str, Tensor] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,7 @@ class Checkpoint:
             "freq": self.freq,
             "step": self.step,
             "replay": self.replay,
+            "item_feedback": self.item_feedback,
         }
 
     @classmethod
@@ -56,6 +60,7 @@ class Checkpoint:
             raise ArtifactError(f"checkpoint format {raw.get('format')!r}, expected {FORMAT}")
         try:
             replay = raw.get("replay")
+            feedback = raw.get("item_feedback")
             return cls(
                 catalog=str(raw["catalog"]),
                 config=TrainConfig.from_dict(raw["config"]),
@@ -66,6 +71,7 @@ class Checkpoint:
                 freq=raw["freq"],
                 step=int(raw["step"]),
                 replay=replay if isinstance(replay, dict) else {},
+                item_feedback=feedback if isinstance(feedback, dict) else {},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"checkpoint is missing or has a bad field: {exc}") from exc

@@ -18,6 +18,7 @@ from trainer.data.load import DATASETS, load_dataset
 from trainer.learn.config import TrainConfig
 from trainer.learn.examples import make_examples
 from trainer.learn.fit import Learner
+from trainer.learn.prior import ItemFeedback
 from trainer.online.export import popular_items, write_model
 from trainer.online.histories import load_histories
 from trainer.online.index import build_index
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
             result.vectors, flat_max_items=settings.flat_max_items, nprobe=settings.nprobe
         ),
         replay=replay.state(),
+        feedback=ItemFeedback.count(dataset.interactions, learner.item_index),
     )
     try:
         users = load_histories(

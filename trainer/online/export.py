@@ -13,6 +13,7 @@ import torch
 
 from trainer.learn.checkpoint import Checkpoint
 from trainer.learn.fit import FitResult
+from trainer.learn.prior import ItemFeedback
 from veto.artifacts import (
     CHECKPOINT,
     ModelVersion,
@@ -55,9 +56,13 @@ def write_model(
     parent: int | None,
     index: Any,
     replay: dict[str, torch.Tensor | int],
+    feedback: ItemFeedback,
     on_checkpoint_written: Callable[[], None] = lambda: None,
 ) -> int:
     """Write the next version (atomically, with checkpoint.pt) and return its number.
+
+    ``feedback`` (the per-item like/dislike counts so far) becomes the version's item prior
+    and travels in the checkpoint, so the next round continues counting.
 
     The number is max(existing) + 1; write_version refuses an existing directory, so a
     concurrent writer makes this raise ArtifactError rather than overwrite a version.
@@ -66,7 +71,7 @@ def write_model(
     """
     if result.checkpoint is None:
         raise ArtifactError("a trained model without a checkpoint cannot be written")
-    checkpoint = replace(result.checkpoint, replay=replay)
+    checkpoint = replace(result.checkpoint, replay=replay, item_feedback=feedback.state())
     version = next_version(root)
     last = result.loss_history[-1] if result.loss_history else {}
 
@@ -86,6 +91,7 @@ def write_model(
         loss={**checkpoint.config.to_dict(), "last": dict(last)},
         watermark=watermark,
         index=index,
+        item_prior=feedback.prior(),
         extra_files={CHECKPOINT: save_checkpoint},
     )
     return version

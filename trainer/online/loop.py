@@ -33,6 +33,7 @@ import redis
 from trainer.learn.config import TrainConfig
 from trainer.learn.examples import Examples, make_examples
 from trainer.learn.fit import FitResult, Learner
+from trainer.learn.prior import ItemFeedback
 from trainer.online.export import load_model, write_model
 from trainer.online.histories import fetch_histories, round_interactions
 from trainer.online.index import IndexKeeper
@@ -71,6 +72,7 @@ class ModelState:
     learner: Learner
     replay: ReplayBuffer
     index: IndexKeeper
+    feedback: ItemFeedback  # like/dislike counts per item: the next version's item prior
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ class Trainer:
         result = state.learner.export(loss)
         self.hook("after_fit")
         state.replay.add(new)  # saved with the version: a restart continues from it
+        state.feedback.add(events, state.learner.item_index)  # likewise
         index_started = time.perf_counter()
         update = state.index.update(state.vectors, result.vectors)
         watermark = merge_watermark(state.watermark, entries)
@@ -264,6 +267,10 @@ class Trainer:
                 flat_max_items=self.settings.flat_max_items,
                 nprobe=self.settings.nprobe,
                 min_ratio=self.settings.ivf_min_recall_ratio,
+            ),
+            feedback=ItemFeedback.from_state(
+                init.checkpoint.item_feedback if init.checkpoint is not None else {},
+                n_items=len(loaded.item_ids),
             ),
         )
 
@@ -343,6 +350,7 @@ class Trainer:
             parent=state.version,
             index=index,
             replay=state.replay.state(),
+            feedback=state.feedback,
             on_checkpoint_written=lambda: self.hook("mid_export"),
         )
 

@@ -8,6 +8,7 @@ import gzip
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,6 +81,7 @@ def test_a_small_eval_writes_a_complete_report(world_csv: Path, tmp_path: Path) 
     assert f"λ = {ease['lambda'][0]:g}, {ease['lambda'][1]:g}" in report
     assert {p.name for p in out.iterdir()} == {
         "results.json", "report.md", "metrics.png", "loss.png", "responsiveness.png",
+        "tradeoff.png",
     }  # fmt: skip
 
 
@@ -193,3 +195,50 @@ def test_ml1m_timed_users_come_from_the_files_with_timestamps(tmp_path: Path) ->
     assert ml1m_timed_users(tmp_path) == frozenset({"1", "2"})
     (tmp_path / "ratings.dat").write_text("1::10::5::978300760\n")
     assert ml1m_timed_users(tmp_path) is None
+
+
+def test_served_rows_sit_next_to_each_mechanisms_control(world_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    argv = ["--dataset", "csv", "--path", str(world_csv), "--objectives", "ssm,ssm+ntr"]
+    strengths = ["--prior-weight", "0.05", "--dislike-penalty", "0.3"]
+    assert veto_main(["eval", *argv, *strengths, *QUICK, "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    serving = results["serving"]
+    assert serving["strengths"] == {"prior_weight": 0.05, "dislike_penalty": 0.3}
+    for objective in ("ssm", "ssm+ntr"):
+        assert "recall@20" in results[objective]  # the model-only row as before
+        variants = serving["objectives"][objective]
+        assert set(variants) == {"served", "no_prior", "no_penalty"}
+        for row in variants.values():
+            for metric in ("recall@20", "dislike@20", "like_dislike_auc"):
+                assert len(row[metric]["values"]) == 1
+    tradeoff = serving["tradeoff"]
+    assert tradeoff["objective"] == "ssm" and tradeoff["seed"] == 0
+    assert [p["strength"] for p in tradeoff["prior_weight"]][:2] == [0.0, 0.01]
+    assert 0.3 in [p["strength"] for p in tradeoff["dislike_penalty"]]  # the served value
+    # A sweep point with the same strengths as a row is that row.
+    no_penalty = next(p for p in tradeoff["dislike_penalty"] if p["strength"] == 0.0)
+    assert no_penalty["recall@20"] == variants_of(results, "ssm")["no_penalty"]["recall@20"]["mean"]
+    assert (out / "tradeoff.png").stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "## Serving-time dislike mechanisms" in report
+    assert "| ssm+ntr | control: penalty off |" in report and "| dislike_penalty | 0.3 |" in report
+
+
+def variants_of(results: dict[str, Any], objective: str) -> dict[str, Any]:
+    return results["serving"]["objectives"][objective]  # type: ignore[no-any-return]
+
+
+def test_the_served_strengths_default_to_the_services(tmp_path: Path) -> None:
+    from trainer.eval.options import parse_options
+    from veto.settings import ServiceSettings
+
+    options = parse_options(["--out", str(tmp_path / "r")])
+    defaults = ServiceSettings()
+    assert options.prior_weight == defaults.prior_weight
+    assert options.dislike_penalty == defaults.dislike_penalty
+
+
+def test_a_negative_strength_is_refused(tmp_path: Path) -> None:
+    assert main(["--prior-weight", "-1", "--out", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r").exists()

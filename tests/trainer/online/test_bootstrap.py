@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 
@@ -14,9 +16,17 @@ from tests.trainer.data.files import (
     write_ml1m_partial,
     write_ml100k,
 )
+from trainer.data.load import load_dataset
 from trainer.online.bootstrap import main
 from veto import keys, registry
-from veto.artifacts import CHECKPOINT, list_versions, load_version, read_manifest, version_dir
+from veto.artifacts import (
+    CHECKPOINT,
+    ITEM_PRIOR,
+    list_versions,
+    load_version,
+    read_manifest,
+    version_dir,
+)
 from veto.events import EventType, HistoryEntry
 from veto.keys import UserKeys
 
@@ -121,3 +131,18 @@ def test_redis_down_is_reported(
     monkeypatch.setenv("VETO_REDIS_URL", "redis://127.0.0.1:1/0")
     assert main(_args("ml-100k", write_ml100k(tmp_path / "ml"))) == 1
     assert list_versions(trainer_env) == []
+
+
+def test_bootstrap_writes_the_item_prior_of_the_datasets_counts(
+    trainer_env: Path, tmp_path: Path
+) -> None:
+    directory = write_ml100k(tmp_path / "ml")
+    assert main(_args("ml-100k", directory)) == 0
+    version = load_version(version_dir(trainer_env, 1))
+    assert ITEM_PRIOR in version.manifest.files
+    dataset = load_dataset("ml-100k", directory, like_min=4.0, dislike_max=2.0)
+    likes = Counter(x.item_id for x in dataset.interactions if x.type == EventType.LIKE)
+    dislikes = Counter(x.item_id for x in dataset.interactions if x.type == EventType.DISLIKE)
+    assert likes and dislikes  # the fixture has both
+    expected = [np.log((likes[i] + 1) / (dislikes[i] + 1)) for i in version.item_ids]
+    np.testing.assert_allclose(version.item_prior, expected, rtol=1e-6)

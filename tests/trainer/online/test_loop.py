@@ -12,11 +12,12 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from tests.trainer.online.feedback import PARTITIONS, send
+from trainer.learn.checkpoint import Checkpoint
 from trainer.online import bootstrap, main
 from trainer.online.loop import Trainer
 from trainer.online.metrics import TrainerMetrics
 from veto import keys, registry
-from veto.artifacts import list_versions, load_version, read_manifest, version_dir
+from veto.artifacts import CHECKPOINT, list_versions, load_version, read_manifest, version_dir
 from veto.errors import ArtifactError
 from veto.events import EventType, HistoryEntry
 from veto.keys import UserKeys
@@ -322,3 +323,34 @@ def test_a_coding_bug_in_a_round_is_logged_with_its_traceback_and_counted(
     assert failed[0].exc_info[0] is ZeroDivisionError  # the traceback, not only the message
     assert registry.current(redis_client) == 1 and _pending(redis_client) == 1
     client.close()
+
+
+def test_a_round_adds_its_likes_and_dislikes_to_the_item_prior(
+    bootstrapped: Path, redis_client: redis.Redis
+) -> None:
+    before = load_version(version_dir(bootstrapped, 1))
+    for n in range(3):
+        send(redis_client, f"u{n}", "i5", EventType.DISLIKE)
+    send(redis_client, "u0", "i6", EventType.LIKE)
+    send(redis_client, "u1", "i8", EventType.CLICK)  # not a like or dislike: no change
+    assert main.main(["--once"]) == 0
+    after = load_version(version_dir(bootstrapped, 2))
+    counted = Checkpoint.load(before.path / CHECKPOINT).item_feedback
+    checkpoint = Checkpoint.load(after.path / CHECKPOINT)
+    likes = checkpoint.item_feedback["likes"].numpy()
+    dislikes = checkpoint.item_feedback["dislikes"].numpy()
+    added = (likes - counted["likes"].numpy(), dislikes - counted["dislikes"].numpy())
+    np.testing.assert_allclose(after.item_prior, np.log((likes + 1) / (dislikes + 1)), rtol=1e-6)
+    # The bootstrap's counts continued: only the round's like and dislikes moved the prior.
+    i5, i6, i8 = (after.item_index[i] for i in ("i5", "i6", "i8"))
+    assert np.flatnonzero(added[0]).tolist() == [i6] and added[0][i6] == 1
+    assert np.flatnonzero(added[1]).tolist() == [i5] and added[1][i5] == 3
+    changed = np.flatnonzero(~np.isclose(after.item_prior, before.item_prior))
+    assert sorted(changed.tolist()) == sorted([i5, i6])
+    assert (
+        after.item_prior[i5] == pytest.approx(np.log((likes[i5] + 1) / (dislikes[i5] + 1)))
+        and after.item_prior[i5] < before.item_prior[i5]
+    )
+    assert after.item_prior[i6] > before.item_prior[i6]
+    assert after.item_prior[i8] == before.item_prior[i8]
+    assert main.main(["--once"]) == 0  # nothing new: counts are kept, no version
