@@ -1,2 +1,30 @@
-"""What the service and the trainer agree on: Redis keys, the feedback event, the model
-artifact contract, the user encoder and the errors. Imports neither fastapi nor torch."""
+"""The contract the service and the trainer share; imports no fastapi, torch, subprocess or
+argparse (``tests/veto/test_layout.py``). Its public surface, one module per noun:
+
+    errors      the error hierarchy and the commands' exit-code policy
+    ids         the id rules of users and items
+    keys        Redis key names (hash-tagged per user partition) and the stream partitions
+    settings    every VETO_* variable: CommonSettings, ServiceSettings, TrainerSettings
+    events      EventType, FeedbackEvent, HistoryEntry, Interaction
+    registry    the current-version pointer and its notice
+    artifacts   the model-version format: write_version, load_version, Manifest, Watermark
+    encoder     UserEncoder, the NumPy user tower the service runs
+    ranking     adjust_scores, the scoring core the service and ``veto eval`` share
+    connection  the command-line processes' Redis client
+
+``veto.cli`` (the ``veto`` command and the one-machine stack) is not part of the contract:
+it imports the processes, and nothing imports it.
+"""
+
+__all__ = [
+    "artifacts",
+    "connection",
+    "encoder",
+    "errors",
+    "events",
+    "ids",
+    "keys",
+    "ranking",
+    "registry",
+    "settings",
+]

@@ -60,3 +60,10 @@ def test_only_the_command_line_imports_the_cli_package() -> None:
 )
 def test_dependencies_point_one_way(part: str, banned: tuple[str, ...]) -> None:
     assert _hits(_modules(part), banned) == []
+
+
+def test_the_contract_declares_its_public_surface() -> None:
+    import veto
+
+    modules = {p.stem for p in (ROOT / "veto").glob("*.py") if p.stem != "__init__"}
+    assert set(veto.__all__) == modules  # a new contract module is declared, or it fails
