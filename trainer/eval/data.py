@@ -35,6 +35,18 @@ class EvalData:
     timed_users: frozenset[str] | None = None  # users with real timestamps, if only some have
     provided: tuple[list[Interaction], list[Interaction]] | None = None
 
+    @classmethod
+    def of(cls, dataset: Dataset, *, timed_users: frozenset[str] | None = None) -> EvalData:
+        """A whole dataset, to be split."""
+        return cls(
+            name=dataset.name,
+            item_ids=dataset.item_ids,
+            categories=dataset.categories,
+            interactions=dataset.interactions,
+            has_timestamps=dataset.has_timestamps,
+            timed_users=timed_users,
+        )
+
 
 def ml1m_timed_users(directory: Path) -> frozenset[str] | None:
     """Users of the ML-1M rating files that carry timestamps (4 fields); None if all do."""
@@ -96,14 +108,7 @@ def load_eval_data(options: EvalOptions) -> EvalData:
                 f"the temporal split needs timestamps and dataset {options.dataset!r} has none"
             )
         timed = ml1m_timed_users(options.path)
-    return EvalData(
-        name=dataset.name,
-        item_ids=dataset.item_ids,
-        categories=dataset.categories,
-        interactions=dataset.interactions,
-        has_timestamps=dataset.has_timestamps,
-        timed_users=timed,
-    )
+    return EvalData.of(dataset, timed_users=timed)
 
 
 # The validation slice's own seed: never the seed of the split it is cut from.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from trainer.data.load import dataset_of
 from trainer.data.synthetic import make_world
 from trainer.eval.data import EvalData, split_for_seed
 from trainer.eval.options import EvalOptions
@@ -16,14 +17,7 @@ from trainer.eval.options import EvalOptions
 
 @pytest.fixture
 def data() -> EvalData:
-    world = make_world(n_items=60, n_users=40, events_per_user=20, seed=3)
-    return EvalData(
-        name="synthetic",
-        item_ids=world.item_ids,
-        categories=list(world.categories),
-        interactions=world.interactions,
-        has_timestamps=True,
-    )
+    return EvalData.of(dataset_of(make_world(n_items=60, n_users=40, events_per_user=20, seed=3)))
 
 
 @pytest.mark.parametrize("protocol", ["random", "temporal"])
