@@ -72,7 +72,6 @@ class ConfigError(VetoError):
 # The exit-code policy of every ``veto`` command (documented in the README):
 # 0 done; 1 a dependency failed at run time (Redis, a model version on disk); 2 bad usage
 # (options, settings, input data). argparse's own errors exit 2 as well.
-EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
 EXIT_USAGE = 2
 

@@ -82,18 +82,6 @@ def is_label(kind: EventType, *, click_weight: float) -> bool:
     )
 
 
-def history_window(
-    items: Sequence[int], types: Sequence[int], *, history_len: int
-) -> tuple[I32, I8]:
-    """One input row (L,) newest first from events given newest first, padded with -1."""
-    n = min(len(items), history_len)
-    row_items = np.full(history_len, -1, np.int32)
-    row_types = np.zeros(history_len, np.int8)
-    row_items[:n] = items[:n]
-    row_types[:n] = types[:n]
-    return row_items, row_types
-
-
 def _mix_hash(x: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """A cheap deterministic scramble (Knuth's multiplicative hash) to pick a context."""
     out: npt.NDArray[np.int64] = ((x.astype(np.int64) * 2654435761) >> 7) & 0xFFFF
