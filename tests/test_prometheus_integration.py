@@ -190,7 +190,12 @@ def test_prometheus_scrapes_responsiveness_and_lag_after_feedback(stack: Stack) 
     )
     assert _positive(stack, 'sum(veto_feedback_events_total{type="dislike"})')
     assert stack.query("sum(veto_disliked_item_served_total)")[0]["value"][1] == "0"
-    assert _positive(stack, "max(veto_trainer_published_version)")
+    # Scraped on its own schedule: the trainer's gauge may reach Prometheus a scrape later.
+    _eventually(
+        lambda: _positive(stack, "max(veto_trainer_published_version)"),
+        timeout=30,
+        what="the trainer's published version in Prometheus",
+    )
 
 
 def test_every_metric_the_monitoring_uses_is_on_the_running_processes(stack: Stack) -> None:

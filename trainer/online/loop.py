@@ -204,6 +204,7 @@ class Trainer:
         self.metrics.index_build.observe(time.perf_counter() - index_started)
         self.hook("before_publish")
         registry.publish(self.client, version)
+        self.metrics.published_version.set(version)  # as soon as replicas can swap it in
         self.hook("before_ack")
         self.reader.ack(entries)
         self.advance(state, version=version, result=result, watermark=watermark)
@@ -383,5 +384,4 @@ class Trainer:
             m.index_recall.set(recall)
         if retrained:
             m.index_retrains.inc()
-        m.published_version.set(report.version)
         m.last_round.set(time.time())
