@@ -66,7 +66,9 @@ def create_app(
             overfetch=settings.overfetch,
             offload_min_cost=settings.offload_min_cost,
             strengths=Strengths(
-                prior_weight=settings.prior_weight, dislike_penalty=settings.dislike_penalty
+                prior_weight=settings.prior_weight,
+                dislike_penalty=settings.dislike_penalty,
+                penalty_window=settings.penalty_window,
             ),
         ),
         desk=FeedbackDesk(

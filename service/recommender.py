@@ -31,7 +31,7 @@ from service.retrieval import (
 )
 from service.schemas import Recommendations, ScoredItem, SimilarItems
 from veto.errors import NoModelVersion, StoreUnavailable
-from veto.ranking import OFF, Strengths
+from veto.ranking import OFF, Strengths, penalty_sources
 
 _EMPTY = UserState()
 P = ParamSpec("P")
@@ -101,7 +101,11 @@ class Recommender:
         rows, types = history_rows(model, state.history)
         cost = model.search_cost if allowed is None else int(allowed.size)
         if has_signal(model, user_id, rows):
-            adjustment = Adjustment(model.rows_of(state.disliked), self._strengths)  # (X,)
+            window = self._strengths.penalty_window
+            sources = (
+                penalty_sources(rows, types, window) if window else model.rows_of(state.disliked)
+            )
+            adjustment = Adjustment(sources, self._strengths)  # (X,)
             ranked = await self._compute(
                 cost, self._personal, model, user_id, rows, types,
                 k=k, blocked=blocked, allowed=allowed, adjustment=adjustment,

@@ -10,10 +10,14 @@ with ``i = candidates[b, m]`` and ``prior[i] = log((likes_i + 1) / (dislikes_i +
 counted on the training data. A user without dislikes gets no penalty. Candidate ``-1``
 (FAISS's "no result") keeps its score: the caller drops it.
 
+``disliked_b`` is every item the user disliked, or with ``penalty_window`` W > 0 only the
+newest W dislikes among the history the encoder reads (``penalty_sources``): a fresh dislike
+pushes its neighbours away, an old one stops costing the items near it.
+
 The service passes one user and the M candidates of a FAISS search (or of a category scan);
 the evaluation passes a batch of users and the whole catalog (``candidates`` of shape (N,),
-shared). The penalty's similarities (M, X) are built in blocks of at most ``max_elements``
-floats (users grouped, a user with very many dislikes split), so memory stays bounded.
+shared). The penalty's similarities are built in blocks of at most ``max_elements`` floats,
+so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from veto.events import EventType
+
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
+
+_DISLIKE = int(EventType.DISLIKE)
 
 # 2^25 float32 = 128 MB for the (users, M, X) similarity chunk.
 MAX_ELEMENTS = 1 << 25
@@ -37,6 +45,7 @@ class Strengths:
 
     prior_weight: float = 0.0
     dislike_penalty: float = 0.0
+    penalty_window: int = 0  # the penalty's sources: the newest W dislikes; 0 = all of them
 
 
 OFF = Strengths()  # both mechanisms off: the scores are the encoder's cosines
@@ -51,23 +60,20 @@ def item_prior(likes: npt.NDArray[np.integer], dislikes: npt.NDArray[np.integer]
     return out
 
 
-def _segments(disliked: Sequence[I64], cap: int) -> list[list[tuple[int, I64]]]:
-    """Groups of (user, disliked rows) segments, at most ``cap`` rows per group: a user with
-    more than ``cap`` dislikes is split over several segments."""
-    groups: list[list[tuple[int, I64]]] = []
-    group: list[tuple[int, I64]] = []
-    size = 0
-    for b, rows in enumerate(disliked):
-        for start in range(0, rows.size, cap):
-            part = rows[start : start + cap]
-            if size + part.size > cap:
-                groups.append(group)
-                group, size = [], 0
-            group.append((b, part))
-            size += part.size
-    if group:
-        groups.append(group)
-    return groups
+def penalty_sources(items: Sequence[int] | I64, types: Sequence[int] | I64, window: int) -> I64:
+    """Rows of the first ``window`` dislikes of a newest-first history (item rows and
+    ``EventType`` codes, padding ``-1`` skipped): the penalty's sources under a window."""
+    rows = np.asarray(items, dtype=np.int64)
+    kinds = np.asarray(types, dtype=np.int64)
+    if rows.shape != kinds.shape:
+        raise ValueError(f"{rows.shape} item rows for {kinds.shape} types")
+    found: I64 = rows[(kinds == _DISLIKE) & (rows >= 0)][:window]
+    return found
+
+
+def _column(disliked: Sequence[I64], users: I64, j: int) -> I64:
+    """The j-th disliked row of each of ``users`` (all have more than j)."""
+    return np.fromiter((disliked[b][j] for b in users), dtype=np.int64, count=users.size)
 
 
 def dislike_similarity(
@@ -81,25 +87,29 @@ def dislike_similarity(
     user without dislikes. ``candidates`` is (B, M), or (M,) shared by every user."""
     n_cand = candidates.shape[-1]
     out = np.zeros((len(disliked), n_cand), dtype=np.float32)  # (B, M); 0 is the max(0, ·)
+    if candidates.ndim == 1:
+        # Shared candidates: the j-th dislike of every user who has one, as one (U_j, M)
+        # product per j; a reduce over ragged segments instead is several times slower.
+        cand_vecs = np.asarray(item_vectors[np.maximum(candidates, 0)], dtype=np.float32)
+        counts = np.fromiter((d.size for d in disliked), dtype=np.int64, count=len(disliked))
+        by_count = np.argsort(-counts, kind="stable")  # users with most dislikes first
+        # Users per product, so a (U_j, M) block stays within max_elements floats.
+        step = max(1, max_elements // max(n_cand, 1))
+        for j in range(int(counts.max(initial=0))):
+            having = by_count[: int(np.count_nonzero(counts > j))]  # (U_j,)
+            for lo in range(0, having.size, step):
+                users = having[lo : lo + step]
+                vecs = np.asarray(item_vectors[_column(disliked, users, j)], dtype=np.float32)
+                out[users] = np.maximum(out[users], vecs @ cand_vecs.T)
+        return out
     cap = max(1, max_elements // max(n_cand, 1))  # dislike columns per (M, X) block
-    shared = candidates.ndim == 1
-    if shared:
-        cand_vecs = np.asarray(item_vectors[np.maximum(candidates, 0)], dtype=np.float32)  # (M, D)
-    for group in _segments(disliked, cap):
-        if shared:
-            # One product for the whole group, then each segment's max over its columns.
-            cols = np.concatenate([rows for _, rows in group])  # (X,)
-            sims = cand_vecs @ np.asarray(item_vectors[cols], dtype=np.float32).T  # (M, X)
-            starts = np.cumsum([0] + [rows.size for _, rows in group[:-1]])
-            best = np.maximum.reduceat(sims, starts, axis=1).T  # (segments, M)
-            # A user appears once per group: a segment of ``cap`` rows fills a group alone.
-            users = np.fromiter((b for b, _ in group), dtype=np.int64, count=len(group))
-            out[users] = np.maximum(out[users], best)
-        else:
-            for b, rows in group:
-                vecs = np.asarray(item_vectors[np.maximum(candidates[b], 0)], dtype=np.float32)
-                sims = vecs @ np.asarray(item_vectors[rows], dtype=np.float32).T  # (M, X)
-                np.maximum(out[b], sims.max(axis=1), out=out[b])
+    for b, rows in enumerate(disliked):
+        if not rows.size:
+            continue
+        vecs = np.asarray(item_vectors[np.maximum(candidates[b], 0)], dtype=np.float32)  # (M, D)
+        for lo in range(0, rows.size, cap):
+            part = np.asarray(item_vectors[rows[lo : lo + cap]], dtype=np.float32)  # (X', D)
+            np.maximum(out[b], (vecs @ part.T).max(axis=1), out=out[b])
     return out
 
 

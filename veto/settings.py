@@ -61,6 +61,8 @@ class ServiceSettings(CommonSettings):
     # the pair to -3.8 %. Off by default, there for deployments with other data.
     prior_weight: float = Field(default=0.05, ge=0.0, le=10.0)
     dislike_penalty: float = Field(default=0.0, ge=0.0, le=10.0)
+    # The penalty's sources: the newest this-many dislikes in the history; 0 = every dislike.
+    penalty_window: int = Field(default=0, ge=0, le=1000)
     dedupe_ttl_seconds: int = Field(default=7 * 86_400, ge=1)
     # The pointer is polled at least this often even when a pub/sub notice is lost.
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=1.0)
@@ -90,8 +92,9 @@ class TrainerSettings(CommonSettings):
     objective: str = "ssm+ntr"
     # The input of a training example: the history before the event (causal), the whole
     # history but the event (bag: how the service encodes a user), or half each (mix).
-    # mix: the smallest worst-case loss over the random and temporal protocols (README).
-    context: Literal["causal", "bag", "mix"] = "mix"
+    # bag: the smallest worst-case loss over ML-100K and ML-1M, random and temporal
+    # validation slices (README, "The model and the losses").
+    context: Literal["causal", "bag", "mix"] = "bag"
     bootstrap_epochs: int = Field(default=5, ge=0, le=1000)
     # Fine-tuning per round: passes over (new events + replay sample).
     finetune_epochs: int = Field(default=2, ge=1, le=100)

@@ -120,3 +120,37 @@ def test_search_and_scan_rank_by_the_adjusted_scores(
     order = np.argsort(-exact, kind="stable")[:10]
     assert got.rows.tolist() == pool[order].tolist()
     np.testing.assert_allclose(got.scores, exact[order], atol=1e-5)
+
+
+async def test_a_penalty_window_takes_only_the_newest_dislikes(
+    serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
+) -> None:
+    publish_version(1)
+    old, newest = "i40", "i90"  # disliked first and last
+    async with serve() as (app, client):
+        events = [event("erin", old, "dislike")]
+        events += [event("erin", i, "like") for i in _nearest(world, old, 3)]
+        events.append(event("erin", newest, "dislike"))
+        assert (await client.post("/v1/feedback", json={"events": events})).status_code == 200
+        model = app.state.services.holder.current
+    async with serve(prior_weight=0.0, dislike_penalty=1.0, penalty_window=1) as (_, client):
+        body = (await client.get("/v1/users/erin/recommendations", params={"k": K})).json()
+    vectors = np.asarray(model.version.vectors)
+    state = model.version.encoder.encode(
+        vectors,
+        [model.version.item_index[i] for i in [newest, *_nearest(world, old, 3)[::-1], old]],
+        [1, 0, 0, 0, 1],
+        "erin",
+    )
+    served = [model.version.item_index[i] for i in items_of(body)]
+
+    def expected(sources: list[str]) -> np.ndarray:
+        rows = np.asarray([model.version.item_index[i] for i in sources], dtype=np.int64)
+        near = np.maximum(vectors[served] @ vectors[rows].T, 0).max(axis=1)
+        out: np.ndarray = vectors[served] @ state - near
+        return out
+
+    scores = [x["score"] for x in body["items"]]
+    np.testing.assert_allclose(scores, expected([newest]), atol=1e-5)
+    # Had the old dislike counted too, some of these scores would differ.
+    assert not np.allclose(scores, expected([newest, old]), atol=1e-5)

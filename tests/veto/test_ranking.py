@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from veto.ranking import OFF, Strengths, adjust_scores, dislike_similarity, item_prior
+from veto.events import EventType
+from veto.ranking import (
+    OFF,
+    Strengths,
+    adjust_scores,
+    dislike_similarity,
+    item_prior,
+    penalty_sources,
+)
 
 
 def _unit(rows: list[list[float]]) -> np.ndarray:
@@ -149,6 +157,29 @@ def test_chunking_does_not_change_the_similarity(max_elements: int) -> None:
             np.maximum(0.0, (vectors @ vectors[rows].T).max(axis=1)) if rows.size else np.zeros(30)
         )
         np.testing.assert_allclose(got[b], expected, atol=1e-6)
+
+
+def test_per_user_candidates_with_many_dislikes_are_chunked_exactly() -> None:
+    rng = np.random.default_rng(2)
+    vectors = _unit(rng.normal(size=(30, 5)).tolist())
+    candidates = np.stack([rng.choice(30, size=6, replace=False) for _ in range(3)])
+    disliked = [rng.choice(30, size=n, replace=False).astype(np.int64) for n in (0, 11, 4)]
+    got = dislike_similarity(vectors, candidates.astype(np.int64), disliked, max_elements=7)
+    for b, rows in enumerate(disliked):
+        sims = vectors[candidates[b]] @ vectors[rows].T if rows.size else np.zeros((6, 1))
+        np.testing.assert_allclose(got[b], np.maximum(0.0, sims.max(axis=1)), atol=1e-6)
+
+
+def test_penalty_sources_are_the_newest_dislikes_of_the_history() -> None:
+    like, dislike = int(EventType.LIKE), int(EventType.DISLIKE)
+    items = [7, 3, 9, 4, 8, -1]  # newest first, -1 padding
+    types = [dislike, like, dislike, dislike, like, dislike]
+    assert penalty_sources(items, types, 2).tolist() == [7, 9]
+    assert penalty_sources(items, types, 10).tolist() == [7, 9, 4]  # padding never a source
+    assert penalty_sources(items, types, 0).tolist() == []
+    assert penalty_sources(np.array(items), np.array(types), 1).tolist() == [7]
+    with pytest.raises(ValueError, match="types"):
+        penalty_sources(items, types[:3], 2)
 
 
 def test_mismatched_dislike_lists_are_an_error() -> None:

@@ -167,6 +167,14 @@ def _per_user(pairs: Pairs, n_users: int) -> list[I64]:
     return list(np.split(pairs.items[order], bounds))
 
 
+def _penalty_sources(users: EvalUsers, serving: Serving) -> list[I64]:
+    """Each user's dislike-penalty sources, as the service picks them (veto.ranking)."""
+    n_users, window = len(users.user_ids), serving.strengths.penalty_window
+    if not window:
+        return _per_user(users.disliked, n_users)
+    return [rows[:window] for rows in _per_user(users.recent_disliked, n_users)]
+
+
 def score_users(
     states_of: StatesOf,
     item_vectors: F32,
@@ -179,7 +187,7 @@ def score_users(
     """Rank the catalog for every evaluated user in batches (training items masked), keeping
     the scores of the held-out likes and dislikes; adjusted as served when ``serving``."""
     n_users = len(users.user_ids)
-    disliked = _per_user(users.disliked, n_users) if serving is not None else []
+    disliked = _penalty_sources(users, serving) if serving is not None else []
     catalog = np.arange(item_vectors.shape[0], dtype=np.int64)  # (N,) every user's candidates
     top = np.empty((n_users, min(k, item_vectors.shape[0])), dtype=np.int64)
     like_scores = np.empty(users.likes.rows.shape, dtype=np.float32)

@@ -30,6 +30,7 @@ EVAL_EPOCHS = 3
 # The served strengths of veto.ranking: the service's own defaults, defined once.
 DEFAULT_PRIOR_WEIGHT = float(ServiceSettings.model_fields["prior_weight"].default)
 DEFAULT_DISLIKE_PENALTY = float(ServiceSettings.model_fields["dislike_penalty"].default)
+DEFAULT_PENALTY_WINDOW = int(ServiceSettings.model_fields["penalty_window"].default)
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,17 @@ class EvalOptions:
     validation: bool = False  # evaluate on a slice of the training half (choosing settings)
     prior_weight: float = DEFAULT_PRIOR_WEIGHT  # the served strengths (veto.ranking)
     dislike_penalty: float = DEFAULT_DISLIKE_PENALTY
+    penalty_window: int = DEFAULT_PENALTY_WINDOW
     train_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def strengths(self) -> Strengths:
         """The served configuration of the ranking core."""
-        return Strengths(prior_weight=self.prior_weight, dislike_penalty=self.dislike_penalty)
+        return Strengths(
+            prior_weight=self.prior_weight,
+            dislike_penalty=self.dislike_penalty,
+            penalty_window=self.penalty_window,
+        )
 
     @property
     def protocol(self) -> str:
@@ -119,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_DISLIKE_PENALTY,
         help="served dislike-penalty strength (default: the service's VETO_DISLIKE_PENALTY "
         f"default, {DEFAULT_DISLIKE_PENALTY:g})",
+    )
+    p.add_argument(
+        "--penalty-window",
+        type=int,
+        default=DEFAULT_PENALTY_WINDOW,
+        help="the dislike penalty's sources: the user's newest N dislikes, 0 = all (default: "
+        f"the service's VETO_PENALTY_WINDOW default, {DEFAULT_PENALTY_WINDOW})",
     )
     p.add_argument("--responsiveness", action="store_true", help="run the NTR §4 simulation")
     p.add_argument("--like-min", type=float, default=4.0)
@@ -211,6 +224,8 @@ def parse_options(argv: list[str]) -> EvalOptions:
     ):
         if not (value >= 0 and math.isfinite(value)):
             raise ConfigError(f"{flag} must be a finite number >= 0, got {value}")
+    if args.penalty_window < 0:
+        raise ConfigError(f"--penalty-window must be >= 0, got {args.penalty_window}")
     options = EvalOptions(
         out=args.out,
         dataset=args.dataset,
@@ -234,6 +249,7 @@ def parse_options(argv: list[str]) -> EvalOptions:
         validation=args.validation,
         prior_weight=args.prior_weight,
         dislike_penalty=args.dislike_penalty,
+        penalty_window=args.penalty_window,
         train_overrides=_overrides(args.sets, args.epochs),
     )
     # Build every run's TrainConfig now so a bad value fails before any work.

@@ -12,12 +12,13 @@
                    "ease": {...metrics as above}},  # absent when EASE was skipped
      "ease": {"skipped": null | "<reason>", "lambda": [chosen per seed],
               "grid": [{"lambda", "validation_recall@20": {"mean", "std", "values"}}], ...},
-     "serving": {"strengths": {"prior_weight", "dislike_penalty"},  # the served ones
+     "serving": {"strengths": {"prior_weight", "dislike_penalty", "penalty_window"},
                  "objectives": {"<objective>": {"served" | "no_prior" | "no_penalty":
                                                 {...metrics as above}}},
                  "tradeoff": {"objective", "seed",
-                              "prior_weight" | "dislike_penalty":
-                                  [{"strength", "recall@20", ..., "like_dislike_auc"}]}}}
+                              "prior_weight" | "dislike_penalty" | "penalty_window":
+                                  [{"strength", "recall@20", ..., "like_dislike_auc",
+                                    "responsiveness" (with --responsiveness)}]}}}
 
 The top-level "<objective>" rows rank with the model alone (both strengths 0); "serving"
 holds the same models ranked as served and with each mechanism off (its matched control).
@@ -53,6 +54,8 @@ FILES = (
     "tradeoff.png",
 )
 SERVING_METRICS = ("recall@20", "dislike@20", AUC)  # what the mechanisms trade
+SWEPT = ("prior_weight", "dislike_penalty", "penalty_window")  # the trade-off sweeps
+RESPONSIVENESS = "responsiveness"  # a sweep row's relative change, with --responsiveness
 # (results key, label): each variant's strengths and meaning.
 VARIANT_LABELS = (
     ("served", "served (both mechanisms)"),
@@ -155,7 +158,8 @@ def _serving_lines(
         "## Serving-time dislike mechanisms",
         "",
         f"Ranked by veto.ranking as the service ranks: prior weight "
-        f"{strengths['prior_weight']:g}, dislike penalty {strengths['dislike_penalty']:g}; "
+        f"{strengths['prior_weight']:g}, dislike penalty {strengths['dislike_penalty']:g} "
+        f"(window {strengths.get('penalty_window', 0) or 'all dislikes'}); "
         "each control is the same model with only that strength set to 0; 'model only' has both "
         "at 0 (the rows above).",
         "",
@@ -174,18 +178,26 @@ def _serving_lines(
             lines.append(f"| {objective} | {label} | " + " | ".join(cells) + " |")
     lines.append("")
     tradeoff = serving.get("tradeoff", {})
-    sweeps = [(n, tradeoff[n]) for n in ("prior_weight", "dislike_penalty") if tradeoff.get(n)]
+    sweeps = [(n, tradeoff[n]) for n in SWEPT if tradeoff.get(n)]
     if sweeps:
+        columns = list(SERVING_METRICS)
+        if any(RESPONSIVENESS in p for _, points in sweeps for p in points):
+            columns.append(RESPONSIVENESS)
         lines += [
             f"Trade-off ({tradeoff.get('objective')}, seed {tradeoff.get('seed')}): one "
-            "strength swept, the other at its served value (tradeoff.png).",
+            "strength swept, the others at their served values (tradeoff.png); responsiveness "
+            "from the simulation on the same model, where it was run (the prior does not "
+            "depend on the dislike, so it is not simulated).",
             "",
-            "| strength | value | " + " | ".join(SERVING_METRICS) + " |",
-            "|---|---|" + "---|" * len(SERVING_METRICS),
+            "| strength | value | " + " | ".join(columns) + " |",
+            "|---|---|" + "---|" * len(columns),
         ]
         for name, points in sweeps:
             for point in points:
-                cells = [_fmt(point.get(m)) for m in SERVING_METRICS]
+                cells = [
+                    _fmt(point.get(m), percent=m == RESPONSIVENESS) if m in point else "–"
+                    for m in columns
+                ]
                 lines.append(f"| {name} | {point['strength']:g} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
@@ -320,16 +332,17 @@ def _plot_responsiveness(path: Path, sim: Mapping[str, Mapping[str, Any]]) -> No
 
 
 def _plot_tradeoff(path: Path, tradeoff: Mapping[str, Any]) -> None:
-    """Recall@20 against Dislike@20 and against the AUC, one line per swept mechanism, each
-    point labelled by its strength."""
+    """Recall@20 against Dislike@20, the AUC and responsiveness (where simulated), one line per
+    swept mechanism, each point labelled by its strength."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.5))
-    for ax, metric in zip(axes, ("dislike@20", AUC), strict=True):
-        for name, colour in (("prior_weight", "tab:blue"), ("dislike_penalty", "tab:red")):
+    fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.5))
+    colours = dict(zip(SWEPT, ("tab:blue", "tab:red", "tab:green"), strict=True))
+    for ax, metric in zip(axes, ("dislike@20", AUC, RESPONSIVENESS), strict=True):
+        for name, colour in colours.items():
             points = [
                 p
                 for p in tradeoff.get(name, [])
@@ -345,7 +358,7 @@ def _plot_tradeoff(path: Path, tradeoff: Mapping[str, Any]) -> None:
                             xytext=(3, 3), textcoords="offset points")  # fmt: skip
         ax.set_xlabel(metric)
         ax.set_ylabel("recall@20")
-        if ax.lines:  # a metric with nothing to count (NaN AUC) draws no line
+        if ax.lines:  # a metric with nothing to count (NaN AUC, no simulation) draws no line
             ax.legend(fontsize="small")
     fig.suptitle(f"{tradeoff.get('objective', '?')}, seed {tradeoff.get('seed', '?')}")
     fig.tight_layout()
@@ -375,7 +388,7 @@ def write_report(
         if results.get("responsiveness"):
             _plot_responsiveness(staging / "responsiveness.png", results["responsiveness"])
         tradeoff = results.get("serving", {}).get("tradeoff", {})
-        if tradeoff.get("prior_weight") or tradeoff.get("dislike_penalty"):
+        if any(tradeoff.get(name) for name in SWEPT):
             _plot_tradeoff(staging / "tradeoff.png", tradeoff)
         out.mkdir(exist_ok=True)
         written = []

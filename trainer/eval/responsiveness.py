@@ -28,11 +28,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
+from trainer.eval.metrics import Serving
 from trainer.eval.similarity import Similarity
 from trainer.eval.users import history_arrays
 from veto.encoder import UserEncoder
 from veto.errors import ConfigError, InvalidInput
 from veto.events import EventType, Interaction
+from veto.ranking import adjust_scores, penalty_sources
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -103,10 +105,29 @@ def _push(items: I64, types: I64, new_items: I64, new_type: EventType) -> tuple[
     return items, types
 
 
-def _scores(encoder: UserEncoder, vectors: F32, items: I64, types: I64, seen: Bool) -> F32:
+def _scores(
+    encoder: UserEncoder,
+    vectors: F32,
+    items: I64,
+    types: I64,
+    seen: Bool,
+    serving: Serving | None,
+) -> F32:
+    """(S, N) scores of every item for each history, as served when ``serving`` (the penalty's
+    sources taken from the history as the service takes them), seen items at -inf."""
     rows = np.full(items.shape[0], -1, dtype=np.int64)
     states = encoder.encode_batch(vectors, items, types, rows)  # (S, D)
     scores: F32 = states @ vectors.T  # (S, N)
+    if serving is not None:
+        window = serving.strengths.penalty_window or items.shape[1]
+        scores = adjust_scores(
+            scores,
+            np.arange(vectors.shape[0], dtype=np.int64),
+            item_vectors=vectors,
+            prior=serving.prior,
+            disliked=[penalty_sources(i, t, window) for i, t in zip(items, types, strict=True)],
+            strengths=serving.strengths,
+        )
     scores[seen] = -np.inf
     return scores
 
@@ -140,6 +161,7 @@ def _simulate_chunk(
     config: SimConfig,
     rng: np.random.Generator,
     drop_dislike: bool,
+    serving: Serving | None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], Bool, Bool]:
     n_users, n_items = len(starts), vectors.shape[0]
     items, types = history_arrays(starts, encoder.history_len)  # (S, L)
@@ -149,20 +171,20 @@ def _simulate_chunk(
     rows = np.arange(n_users)
     picked = np.zeros(n_users, dtype=np.int64)
     for step in range(config.steps):
-        scores = _scores(encoder, vectors, items, types, seen)
+        scores = _scores(encoder, vectors, items, types, seen, serving)
         top = _top_k_unordered(scores, config.top_k)
         picked = top[rows, rng.integers(config.top_k, size=n_users)]  # (S,)
         items, types = _push(items, types, picked, EventType.LIKE)
         if step < config.steps - 1:
             seen[rows, picked] = True  # x (the last pick) stays rankable to measure its return
     share_a, back_a = _branch_outcome(
-        _scores(encoder, vectors, items, types, seen), picked, similarity, config.top_k
+        _scores(encoder, vectors, items, types, seen, serving), picked, similarity, config.top_k
     )
     types_b = types.copy()
     if not drop_dislike:  # without a dislike input the two branches are the same history
         types_b[:, 0] = int(EventType.DISLIKE)  # the newest event, x, now carries the dislike
     share_b, back_b = _branch_outcome(
-        _scores(encoder, vectors, items, types_b, seen), picked, similarity, config.top_k
+        _scores(encoder, vectors, items, types_b, seen, serving), picked, similarity, config.top_k
     )
     return share_a, share_b, back_a, back_b
 
@@ -175,11 +197,13 @@ def simulate(
     *,
     config: SimConfig,
     drop_dislike: bool = False,
+    serving: Serving | None = None,
 ) -> Responsiveness:
     """Run the protocol for ``len(starts)`` simulated users and aggregate.
 
     ``drop_dislike``: the model has no dislike input (ssm-nodislike), so the dislike branch
     cannot differ from the like-only one, and start histories lose their dislikes.
+    ``serving``: rank as the service does (``veto.ranking``), for the walk and both branches.
     """
     n_items = item_vectors.shape[0]
     longest = max((len(s) for s in starts), default=0)
@@ -202,6 +226,7 @@ def simulate(
             config=config,
             rng=rng,
             drop_dislike=drop_dislike,
+            serving=serving,
         )
         for i in range(0, len(starts), config.chunk_size)
     ]

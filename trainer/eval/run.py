@@ -17,7 +17,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,8 +36,8 @@ from trainer.eval.ease import (
 )
 from trainer.eval.metrics import AUC, Serving, evaluate_model
 from trainer.eval.options import EvalOptions
-from trainer.eval.report import comparison, summarize
-from trainer.eval.responsiveness import SimConfig, simulate, start_histories
+from trainer.eval.report import RESPONSIVENESS, comparison, summarize
+from trainer.eval.responsiveness import Responsiveness, SimConfig, simulate, start_histories
 from trainer.eval.similarity import similarity_labels
 from trainer.eval.split import Split
 from trainer.eval.users import EvalUsers, build_eval_users
@@ -45,6 +45,7 @@ from trainer.learn.fit import FitResult, fit
 from trainer.learn.prior import ItemFeedback
 from veto.events import EventType
 from veto.ranking import OFF, Strengths
+from veto.settings import TrainerSettings
 
 # (variant name, objective): the paper's ladder.
 VARIANTS = (
@@ -58,6 +59,16 @@ SERVING_VARIANTS = ("served", "no_prior", "no_penalty")
 # The trade-off sweeps: one strength over its grid, the other at its served value.
 PRIOR_GRID = (0.0, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2)
 PENALTY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.5, 1.0)
+WINDOW_GRID = (0, 1, 2, 3, 5, 10)
+RESPONSIVENESS_GRID = (0.0, 0.1, 0.2, 0.5)  # penalty strengths simulated on the swept model
+SWEEPS = (
+    ("prior_weight", PRIOR_GRID),
+    ("dislike_penalty", PENALTY_GRID),
+    ("penalty_window", WINDOW_GRID),
+)
+# The rung of the ladder ranked as served, and the model whose strengths are swept: the
+# deployed objective when it was evaluated.
+SERVED_VARIANT = "feature + NTR label, served"
 N_CLUSTERS = 20  # k-means clusters standing in for categories where a dataset has none
 
 Log = Callable[[str], None]
@@ -121,12 +132,18 @@ def _variants(served: Strengths) -> dict[str, Strengths]:
 def _tradeoff(ranker: _Ranker, served: Strengths) -> dict[str, list[dict[str, float]]]:
     """Each strength over its grid (and its served value), the other at its served value."""
     out: dict[str, list[dict[str, float]]] = {}
-    for name, grid in (("prior_weight", PRIOR_GRID), ("dislike_penalty", PENALTY_GRID)):
+    for name, grid in SWEEPS:
         values = sorted({*grid, getattr(served, name)})
         out[name] = [
             {"strength": v, **ranker.metrics(replace(served, **{name: v}))} for v in values
         ]
     return out
+
+
+def tradeoff_objective(objectives: tuple[str, ...]) -> str:
+    """The objective whose strengths are swept: the deployed one when evaluated."""
+    deployed = str(TrainerSettings.model_fields["objective"].default)
+    return deployed if deployed in objectives else objectives[0]
 
 
 def _responsiveness(
@@ -136,11 +153,14 @@ def _responsiveness(
     options: EvalOptions,
     models: dict[str, FitResult],
     log: Log,
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, float]]]]:
+    """The ladder (each rung's relative change), then the swept model's responsiveness at
+    each dislike-penalty strength and window, the other strengths at their served values."""
     for _, objective in VARIANTS:
         if objective not in models:
             log(f"responsiveness: training {objective} on seed 0")
             models[objective] = _train(split, data, options=options, objective=objective, seed=0)
+    item_index = {item: i for i, item in enumerate(data.item_ids)}
     labels, source = similarity_labels(
         data.categories,
         [models[o].vectors for _, o in VARIANTS],
@@ -149,7 +169,7 @@ def _responsiveness(
     )
     starts = start_histories(
         split.train,
-        item_index={item: i for i, item in enumerate(data.item_ids)},
+        item_index=item_index,
         n_users=options.sim_users,
         start_events=options.sim_start_events,
         seed=0,
@@ -161,21 +181,32 @@ def _responsiveness(
         start_events=options.sim_start_events,
         seed=0,
     )
-    out: dict[str, dict[str, Any]] = {}
-    for variant, objective in VARIANTS:
+    prior = ItemFeedback.count(split.train, item_index).prior()
+    served = options.strengths
+
+    def run(objective: str, strengths: Strengths) -> tuple[FitResult, Responsiveness]:
         model = models[objective]
-        dislike_input = options.train_config(objective, seed=0).dislike_input
         result = simulate(
             model.encoder,
             model.vectors,
             labels,
             starts,
             config=config,
-            drop_dislike=not dislike_input,
+            drop_dislike=not options.train_config(objective, seed=0).dislike_input,
+            serving=Serving(prior, strengths) if strengths != OFF else None,
         )
+        return model, result
+
+    rungs = [(variant, objective, OFF) for variant, objective in VARIANTS]
+    if served != OFF:
+        rungs.append((SERVED_VARIANT, VARIANTS[-1][1], served))
+    out: dict[str, dict[str, Any]] = {}
+    for variant, objective, strengths in rungs:
+        model, result = run(objective, strengths)
         out[variant] = {
             "objective": objective,
             "similarity": source,
+            "strengths": asdict(strengths),
             **result.to_dict(),
             # Why a variant responds or not: the learned input gate of a dislike vs a like
             # (the untrained encoder starts at -1 vs +1).
@@ -183,7 +214,19 @@ def _responsiveness(
             "like_gate_mean": float(model.encoder.gate[EventType.LIKE].mean()),
         }
         log(f"responsiveness {variant} ({objective}): {100 * result.relative_change:+.1f} %")
-    return out
+    swept = tradeoff_objective(options.objectives)
+    sweeps: dict[str, list[dict[str, float]]] = {}
+    if swept in models:
+        # A coarser grid than the metrics' sweep: each point is a whole simulation.
+        values = sorted({*RESPONSIVENESS_GRID, served.dislike_penalty})
+        sweeps["dislike_penalty"] = [
+            {
+                "strength": v,
+                RESPONSIVENESS: run(swept, replace(served, dislike_penalty=v))[1].relative_change,
+            }
+            for v in values
+        ]
+    return out, sweeps
 
 
 def _ease_results(runs: list[EaseOutcome], skipped: str | None) -> dict[str, Any]:
@@ -279,7 +322,7 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
                 f"seed {seed} {objective}: recall@20 {metrics['recall@20']:.4f} "
                 f"dislike@20 {metrics['dislike@20']:.4f} {AUC} {metrics[AUC]:.4f}"
             )
-            if seed == 0 and objective == options.objectives[0]:
+            if seed == 0 and objective == tradeoff_objective(options.objectives):
                 tradeoff = _tradeoff(ranker, served)
             if seed == 0:
                 seed0_models[objective] = model
@@ -295,19 +338,25 @@ def run_eval(options: EvalOptions, *, log: Log = _stderr) -> EvalOutcome:
         "strengths": {
             "prior_weight": served.prior_weight,
             "dislike_penalty": served.dislike_penalty,
+            "penalty_window": served.penalty_window,
         },
         "objectives": {
             o: {v: summarize(runs) for v, runs in variants.items()}
             for o, variants in per_variant.items()
         },
-        "tradeoff": {"objective": options.objectives[0], "seed": 0, **tradeoff},
+        "tradeoff": {"objective": tradeoff_objective(options.objectives), "seed": 0, **tradeoff},
     }
     if options.responsiveness:
         assert seed0_split is not None
         sim_started = time.perf_counter()
-        results["responsiveness"] = _responsiveness(
+        results["responsiveness"], swept = _responsiveness(
             seed0_split, data, options=options, models=seed0_models, log=log
         )
+        for name, points in swept.items():
+            # Each swept strength's row gains the responsiveness at that strength.
+            by_strength = {p["strength"]: p[RESPONSIVENESS] for p in points}
+            for row in results["serving"]["tradeoff"].get(name, []):
+                row[RESPONSIVENESS] = by_strength.get(row["strength"], math.nan)
         sim_seconds = time.perf_counter() - sim_started
     else:
         sim_seconds = 0.0

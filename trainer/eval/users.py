@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from veto.encoder import UserEncoder
 from veto.events import EventType, Interaction
+from veto.ranking import penalty_sources
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -39,6 +40,9 @@ class EvalUsers:
     hist_types: I64  # (U, L) EventType codes
     seen: Pairs  # every training item of each user: masked in the ranking
     disliked: Pairs  # each user's training dislikes: the dislike penalty's sources
+    # The dislikes among each user's newest L training events, newest first (whatever the
+    # encoder reads): the penalty's sources under a window (veto.ranking.penalty_sources).
+    recent_disliked: Pairs
     likes: Pairs  # held-out likes not already in the user's training items
     dislikes: Pairs  # held-out dislikes not already in the user's training items
 
@@ -77,18 +81,24 @@ def build_eval_users(
     events: list[list[tuple[int, int]]] = [[] for _ in user_ids]
     seen_sets: list[set[int]] = [set() for _ in user_ids]
     disliked_sets: list[set[int]] = [set() for _ in user_ids]
+    every: list[list[tuple[int, int]]] = [[] for _ in user_ids]  # all types, oldest first
     for e in train:
         row = row_of.get(e.user_id)
         if row is None:
             continue
         item = item_index[e.item_id]
         seen_sets[row].add(item)
+        every[row].append((item, int(e.type)))
         if e.type == EventType.DISLIKE:
             # As the service's disliked set: kept whatever the encoder reads (drop_types).
             disliked_sets[row].add(item)
         if e.type not in drop_types:
             events[row].append((item, int(e.type)))
     hist_items, hist_types = history_arrays(events, history_len)
+    recent_items, recent_types = history_arrays(every, history_len)
+    recent = [
+        penalty_sources(i, t, history_len) for i, t in zip(recent_items, recent_types, strict=True)
+    ]
     seen_rows = [r for r, items in enumerate(seen_sets) for _ in items]
     seen_items = [i for items in seen_sets for i in items]
     held: dict[EventType, tuple[list[int], list[int]]] = {
@@ -111,6 +121,10 @@ def build_eval_users(
         disliked=_pairs(
             [r for r, items in enumerate(disliked_sets) for _ in items],
             [i for items in disliked_sets for i in items],
+        ),
+        recent_disliked=_pairs(
+            [r for r, rows in enumerate(recent) for _ in rows],
+            [int(i) for rows in recent for i in rows],
         ),
         likes=_pairs(*held[EventType.LIKE]),
         dislikes=_pairs(*held[EventType.DISLIKE]),

@@ -57,8 +57,17 @@ def test_a_small_eval_writes_a_complete_report(world_csv: Path, tmp_path: Path) 
             assert len(entry["values"]) == 2
             assert 0.0 <= entry["mean"] <= 1.0
     variants = results["responsiveness"]
-    assert set(variants) == {"no dislike signal", "dislike feature only", "feature + NTR label"}
+    assert set(variants) == {
+        "no dislike signal", "dislike feature only", "feature + NTR label",
+        "feature + NTR label, served",
+    }  # fmt: skip
+    assert variants["feature + NTR label, served"]["strengths"]["prior_weight"] == 0.05
     assert variants["no dislike signal"]["relative_change"] == 0.0
+    # The penalty sweep carries the responsiveness at each simulated strength.
+    sweep = results["serving"]["tradeoff"]["dislike_penalty"]
+    simulated = [p for p in sweep if p["strength"] in (0.0, 0.1, 0.2, 0.5)]
+    assert len(simulated) == 4 and all(-1.0 <= p["responsiveness"] <= 1.0 for p in simulated)
+    assert "| responsiveness |" in (out / "report.md").read_text()
     assert variants["feature + NTR label"]["n_users"] == 16
     assert variants["feature + NTR label"]["similarity"] == "category"
     assert -5.0 < variants["dislike feature only"]["dislike_gate_mean"] < 5.0
@@ -200,11 +209,13 @@ def test_ml1m_timed_users_come_from_the_files_with_timestamps(tmp_path: Path) ->
 def test_served_rows_sit_next_to_each_mechanisms_control(world_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     argv = ["--dataset", "csv", "--path", str(world_csv), "--objectives", "ssm,ssm+ntr"]
-    strengths = ["--prior-weight", "0.05", "--dislike-penalty", "0.3"]
+    strengths = ["--prior-weight", "0.05", "--dislike-penalty", "0.3", "--penalty-window", "4"]
     assert veto_main(["eval", *argv, *strengths, *QUICK, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     serving = results["serving"]
-    assert serving["strengths"] == {"prior_weight": 0.05, "dislike_penalty": 0.3}
+    assert serving["strengths"] == {
+        "prior_weight": 0.05, "dislike_penalty": 0.3, "penalty_window": 4
+    }  # fmt: skip
     for objective in ("ssm", "ssm+ntr"):
         assert "recall@20" in results[objective]  # the model-only row as before
         variants = serving["objectives"][objective]
@@ -213,12 +224,16 @@ def test_served_rows_sit_next_to_each_mechanisms_control(world_csv: Path, tmp_pa
             for metric in ("recall@20", "dislike@20", "like_dislike_auc"):
                 assert len(row[metric]["values"]) == 1
     tradeoff = serving["tradeoff"]
-    assert tradeoff["objective"] == "ssm" and tradeoff["seed"] == 0
+    assert tradeoff["objective"] == "ssm+ntr" and tradeoff["seed"] == 0  # the deployed one
     assert [p["strength"] for p in tradeoff["prior_weight"]][:2] == [0.0, 0.01]
     assert 0.3 in [p["strength"] for p in tradeoff["dislike_penalty"]]  # the served value
+    assert [p["strength"] for p in tradeoff["penalty_window"]] == [0, 1, 2, 3, 4, 5, 10]
     # A sweep point with the same strengths as a row is that row.
     no_penalty = next(p for p in tradeoff["dislike_penalty"] if p["strength"] == 0.0)
-    assert no_penalty["recall@20"] == variants_of(results, "ssm")["no_penalty"]["recall@20"]["mean"]
+    control = variants_of(results, "ssm+ntr")["no_penalty"]["recall@20"]["mean"]
+    assert no_penalty["recall@20"] == control
+    served = next(p for p in tradeoff["penalty_window"] if p["strength"] == 4)
+    assert served["recall@20"] == variants_of(results, "ssm+ntr")["served"]["recall@20"]["mean"]
     assert (out / "tradeoff.png").stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "## Serving-time dislike mechanisms" in report
@@ -237,8 +252,10 @@ def test_the_served_strengths_default_to_the_services(tmp_path: Path) -> None:
     defaults = ServiceSettings()
     assert options.prior_weight == defaults.prior_weight
     assert options.dislike_penalty == defaults.dislike_penalty
+    assert options.penalty_window == defaults.penalty_window
 
 
 def test_a_negative_strength_is_refused(tmp_path: Path) -> None:
     assert main(["--prior-weight", "-1", "--out", str(tmp_path / "r")]) == 2
+    assert main(["--penalty-window", "-1", "--out", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()

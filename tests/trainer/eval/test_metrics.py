@@ -7,10 +7,19 @@ import math
 import numpy as np
 import pytest
 
-from trainer.eval.metrics import AUC, evaluate_model, like_dislike_auc, ranking_metrics, top_k
+from trainer.eval.metrics import (
+    AUC,
+    Serving,
+    evaluate_model,
+    like_dislike_auc,
+    ranking_metrics,
+    score_users,
+    top_k,
+)
 from trainer.eval.users import Pairs, build_eval_users, user_states
 from veto.encoder import UserEncoder
 from veto.events import N_EVENT_TYPES, EventType, Interaction
+from veto.ranking import Strengths, adjust_scores
 
 
 def _pairs(rows: list[int], items: list[int]) -> Pairs:
@@ -111,6 +120,52 @@ def test_histories_are_newest_first_and_can_drop_dislikes() -> None:
     assert dropped.hist_items.tolist() == [[2, 0, -1, -1]]
     # The disliked training item is still masked in the ranking.
     assert sorted(dropped.seen.items.tolist()) == [0, 1, 2]
+
+
+def test_recent_dislikes_are_the_newest_within_the_history_whatever_is_dropped() -> None:
+    ids = ["a", "b", "c", "d", "e"]
+    kinds = [EventType.DISLIKE, EventType.LIKE, EventType.DISLIKE, EventType.DISLIKE,
+             EventType.LIKE]  # fmt: skip
+    train = [
+        Interaction("u", x, t, float(i)) for i, (x, t) in enumerate(zip(ids, kinds, strict=True))
+    ]
+    test = [Interaction("u", "a", EventType.LIKE, 9.0)]
+    index = {x: i for i, x in enumerate(ids)}
+    users = build_eval_users(
+        train, test, item_index=index, history_len=4, drop_types=frozenset({EventType.DISLIKE})
+    )
+    # The newest 4 events are b..e: a (the oldest dislike) is out of the window.
+    assert users.recent_disliked.items.tolist() == [3, 2]
+    assert sorted(users.disliked.items.tolist()) == [0, 2, 3]
+
+
+def test_a_penalty_window_ranks_with_only_the_newest_dislikes() -> None:
+    ids = [f"i{n}" for n in range(6)]
+    vectors = np.eye(6, dtype=np.float32)
+    vectors[4] = (vectors[0] + vectors[3]) / np.sqrt(2)  # near the old dislike i0 only
+    train = [
+        Interaction("u", "i0", EventType.DISLIKE, 0.0),
+        Interaction("u", "i2", EventType.LIKE, 1.0),
+        Interaction("u", "i1", EventType.DISLIKE, 2.0),
+    ]
+    test = [Interaction("u", "i4", EventType.LIKE, 3.0)]
+    users = build_eval_users(train, test, item_index={x: i for i, x in enumerate(ids)},
+                             history_len=3)  # fmt: skip
+    assert users.recent_disliked.items.tolist() == [1, 0]  # newest first
+    states = np.ones((1, 6), dtype=np.float32)
+    prior = np.zeros(6, dtype=np.float32)
+    seen = []
+    for window, sources in ((1, [1]), (0, [0, 1]), (5, [1, 0])):
+        serving = Serving(prior, Strengths(dislike_penalty=1.0, penalty_window=window))
+        got = score_users(lambda a, b: states[a:b], vectors, users, k=3, serving=serving)
+        expected = adjust_scores(states @ vectors.T, np.arange(6), item_vectors=vectors,
+                                 prior=prior, disliked=[np.array(sources)],
+                                 strengths=serving.strengths)  # fmt: skip
+        assert got.like_scores.tolist() == pytest.approx([float(expected[0, 4])])
+        seen.append(float(got.like_scores[0]))
+    # Its score is sqrt(2); the old dislike, once a source, takes its cosine 1/sqrt(2) off.
+    assert seen[0] == pytest.approx(np.sqrt(2))
+    assert seen[1] == seen[2] == pytest.approx(np.sqrt(2) - 1 / np.sqrt(2))
 
 
 def _auc(like_rows: list[int], like_scores: list[float], dis_rows: list[int],

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from trainer.data.synthetic import SyntheticWorld, make_world
+from trainer.eval.metrics import Serving
 from trainer.eval.responsiveness import SimConfig, simulate, start_histories
 from trainer.eval.similarity import Similarity, category_labels
 from veto.encoder import UserEncoder
 from veto.errors import ConfigError
 from veto.events import N_EVENT_TYPES, EventType
+from veto.ranking import OFF, Strengths
 
 CONFIG = SimConfig(n_users=60, steps=20, top_k=10, start_events=5, seed=0, chunk_size=32)
 
@@ -147,3 +149,25 @@ def test_the_dislike_channel_moves_the_next_list_away(world: SyntheticWorld) -> 
     channel = dataclasses.replace(plain, dislike_w=np.full(16, -3.0, dtype=np.float32))
     result = simulate(channel, world.item_vectors, similarity, starts, config=CONFIG)
     assert result.relative_change < -0.2
+
+
+def test_served_ranking_with_a_dislike_penalty_moves_further_away(world: SyntheticWorld) -> None:
+    labels, starts = _setup(world)
+    encoder = _encoder(-0.2)  # a weak dislike input: most of the move must come from serving
+    plain = simulate(encoder, world.item_vectors, labels, starts, config=CONFIG)
+    prior = np.zeros(len(world.item_ids), dtype=np.float32)
+    served = simulate(
+        encoder,
+        world.item_vectors,
+        labels,
+        starts,
+        config=CONFIG,
+        serving=Serving(prior, Strengths(dislike_penalty=1.0, penalty_window=1)),
+    )
+    assert served.relative_change < plain.relative_change - 0.1
+    # The penalty is the disliked item's own cosine too: it leaves the top-K.
+    assert served.return_rate_with < plain.return_rate_with
+    off = simulate(
+        encoder, world.item_vectors, labels, starts, config=CONFIG, serving=Serving(prior, OFF)
+    )
+    assert off == plain  # the served path with both strengths off is the model's own ranking
