@@ -17,6 +17,8 @@ from veto.settings import TrainerSettings
 # ssm-nodislike dislikes dropped entirely: neither label nor input
 CONTEXTS = ("causal", "bag", "mix")
 _DEPLOYED = TrainerSettings.model_fields
+# The fields a deployment sets through TrainerSettings.
+_FROM_SETTINGS = ("objective", "dim", "history_len", "context", "threads")
 OBJECTIVES = ("ssm", "ssm+ntr", "bsl", "bsl+ntr", "ssm-neg", "ssm-nodislike")
 
 
@@ -88,6 +90,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: TrainerSettings, **overrides: Any) -> TrainConfig:
+        """The deployed configuration (``VETO_*``), with ``overrides`` (e.g. a version's dim)."""
+        deployed = {name: getattr(settings, name) for name in _FROM_SETTINGS}
+        return cls(**{**deployed, **overrides})
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:

@@ -69,14 +69,10 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
         return 0
     if args.like_min <= args.dislike_max:
         raise ConfigError("--like-min must be above --dislike-max")
-    config = TrainConfig(
-        objective=settings.objective,
-        dim=settings.dim,
-        history_len=settings.history_len,
-        context=settings.context,
+    config = TrainConfig.from_settings(
+        settings,
         epochs=settings.bootstrap_epochs if args.epochs is None else args.epochs,
         seed=args.seed,
-        threads=settings.threads,
     )
     started = time.perf_counter()
     _status(f"loading dataset {args.dataset} ...", progress)

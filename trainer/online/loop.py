@@ -239,11 +239,8 @@ class Trainer:
         base = (
             init.checkpoint.config
             if init.checkpoint is not None
-            else TrainConfig(
-                objective=self.settings.objective,
-                dim=manifest.dim,
-                history_len=manifest.history_len,
-                context=self.settings.context,
+            else TrainConfig.from_settings(
+                self.settings, dim=manifest.dim, history_len=manifest.history_len
             )
         )
         config = replace(base, threads=self.settings.threads)
