@@ -18,6 +18,7 @@ from trainer.eval.ease import LAMBDAS, MAX_ITEMS
 from trainer.eval.main import main
 from veto.cli import main as veto_main
 from veto.events import Interaction
+from veto.settings import ServiceSettings
 
 # A tiny model and a short simulation: the tests are about the command, not the figures.
 QUICK = [
@@ -61,7 +62,8 @@ def test_a_small_eval_writes_a_complete_report(world_csv: Path, tmp_path: Path) 
         "no dislike signal", "dislike feature only", "feature + NTR label",
         "feature + NTR label, served",
     }  # fmt: skip
-    assert variants["feature + NTR label, served"]["strengths"]["prior_weight"] == 0.05
+    served = variants["feature + NTR label, served"]["strengths"]
+    assert served["prior_weight"] == ServiceSettings().prior_weight
     assert variants["no dislike signal"]["relative_change"] == 0.0
     # The penalty sweep carries the responsiveness at each simulated strength.
     sweep = results["serving"]["tradeoff"]["dislike_penalty"]
@@ -246,7 +248,6 @@ def variants_of(results: dict[str, Any], objective: str) -> dict[str, Any]:
 
 def test_the_served_strengths_default_to_the_services(tmp_path: Path) -> None:
     from trainer.eval.options import parse_options
-    from veto.settings import ServiceSettings
 
     options = parse_options(["--out", str(tmp_path / "r")])
     defaults = ServiceSettings()
