@@ -317,7 +317,8 @@ class Trainer:
         return events
 
     def round_examples(self, state: ModelState, events: list[FeedbackEvent]) -> Examples:
-        """Each event's example, its context the user's history before it (from Redis)."""
+        """Each event's example, its context (``VETO_ROUND_CONTEXT``) from the user's history
+        in Redis."""
         learner = state.learner
         users = list(dict.fromkeys(e.user_id for e in events))
         learner.add_users(users)
@@ -327,7 +328,7 @@ class Trainer:
             interactions,
             item_index=learner.item_index,
             user_index=learner.user_index,
-            config=learner.config,
+            config=replace(learner.config, context=self.settings.round_context),
             targets=targets,
         )
 

@@ -354,3 +354,22 @@ def test_a_round_adds_its_likes_and_dislikes_to_the_item_prior(
     assert after.item_prior[i6] > before.item_prior[i6]
     assert after.item_prior[i8] == before.item_prior[i8]
     assert main.main(["--once"]) == 0  # nothing new: counts are kept, no version
+
+
+@pytest.mark.parametrize(("context", "sees_later"), [("causal", False), ("bag", True)])
+def test_a_rounds_context_follows_round_context(
+    bootstrapped: Path, redis_client: redis.Redis, context: str, sees_later: bool
+) -> None:
+    trainer, _, client = _trainer(round_context=context)
+    send(redis_client, "u1", "i1", EventType.LIKE)
+    assert trainer.run_once(max_events=10, first_wait=0.1) is not None
+    assert trainer.state is not None
+    like, _ = send(redis_client, "u9", "i3", EventType.LIKE)
+    dislike, _ = send(redis_client, "u9", "i4", EventType.DISLIKE)
+    examples = trainer.round_examples(trainer.state, [like, dislike])
+    rows = trainer.state.learner.item_index
+    first = examples.labels.tolist().index(rows["i3"])  # the like's example
+    # Causal: the like's input is what the service encoded when it served i3, not the
+    # dislike that came after it.
+    assert (rows["i4"] in examples.items[first].tolist()) is sees_later
+    client.close()
