@@ -106,7 +106,7 @@ def write_next_version(artifacts: Path, *, parent: int, flat_max_items: int, see
         popular=old.popular,
         loss={"objective": "bench-swap"},
         watermark=Watermark(),
-        index=build_index(vectors, flat_max_items=flat_max_items, nprobe=old.manifest.nprobe or 32),
+        index=build_index(vectors, flat_max_items=flat_max_items, nprobe=old.manifest.nprobe or 64),
     )
     return parent + 1
 
