@@ -17,6 +17,7 @@ from veto.artifacts import Watermark, write_version
 from veto.encoder import UserEncoder
 from veto.events import N_EVENT_TYPES, EventType, HistoryEntry
 from veto.keys import UserKeys
+from veto.settings import TrainerSettings
 
 PARTITIONS = 8
 HISTORY_LEN = 50
@@ -63,7 +64,9 @@ def seed_catalog(
         popular=world.item_ids[:100],
         loss={"objective": "bench"},
         watermark=Watermark(),
-        index=build_index(world.item_vectors, flat_max_items=flat_max, nprobe=32),
+        index=build_index(
+            world.item_vectors, flat_max_items=flat_max, nprobe=TrainerSettings().nprobe
+        ),
     )
     pipe = client.pipeline(transaction=False)
     for n, it in enumerate(world.interactions):

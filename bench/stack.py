@@ -99,14 +99,14 @@ def write_next_version(artifacts: Path, *, parent: int, flat_max_items: int, see
         artifacts,
         version=parent + 1,
         parent=parent,
-        item_ids=old.item_ids,
-        categories=old.categories,
+        item_ids=old.item_ids.tolist(),
+        categories=old.categories.tolist(),
         vectors=vectors,
         encoder=old.encoder,
         popular=old.popular,
         loss={"objective": "bench-swap"},
         watermark=Watermark(),
-        index=build_index(vectors, flat_max_items=flat_max_items, nprobe=old.manifest.nprobe or 32),
+        index=build_index(vectors, flat_max_items=flat_max_items, nprobe=old.manifest.nprobe or 64),
     )
     return parent + 1
 

@@ -35,8 +35,9 @@ def to_events(
         )
     errors: list[FieldError] = []
     unknown_only = True
-    for i, ev in enumerate(batch.events):
-        if ev.item_id not in model.version.item_index:
+    rows = model.version.item_ids.rows([ev.item_id for ev in batch.events]).tolist()
+    for i, (ev, row) in enumerate(zip(batch.events, rows, strict=True)):
+        if row < 0:
             errors.append(_error(i, "item_id", f"unknown item {ev.item_id!r}"))
         if ev.timestamp is not None and ev.timestamp > now + max_skew_seconds:
             unknown_only = False

@@ -38,9 +38,9 @@ class ServingModel:
 
     def rows_of(self, item_ids: frozenset[str] | set[str] | list[str]) -> I64:
         """Rows of the ids known to this version (unknown ids are skipped)."""
-        index = self.version.item_index
-        found = [index[i] for i in item_ids if i in index]
-        return np.asarray(found, dtype=np.int64)
+        rows = self.version.item_ids.rows(list(item_ids))  # (X,), -1 = unknown
+        found: I64 = rows[rows >= 0]
+        return found
 
 
 def build_serving_model(
@@ -48,7 +48,7 @@ def build_serving_model(
 ) -> ServingModel:
     """Precompute the category lookups of the category filter (or take ``previous``'s when
     the version shares its category list) and the popular fallback's rows."""
-    popular_rows = tuple(version.item_index[item] for item in version.popular)
+    popular_rows = tuple(version.item_ids.rows(version.popular).tolist())
     if previous is not None and previous.version.categories is version.categories:
         return ServingModel(
             version=version,
@@ -57,25 +57,20 @@ def build_serving_model(
             popular_rows=popular_rows,
             search_cost=_search_cost(version),
         )
-    names: dict[str, int] = {}
-    codes = np.full(len(version.categories), -1, dtype=np.int32)  # (N,)
-    for row, cat in enumerate(version.categories):
-        if cat is not None:
-            codes[row] = names.setdefault(cat, len(names))
     return ServingModel(
         version=version,
-        category_rows={c: np.flatnonzero(codes == i).astype(np.int64) for c, i in names.items()},
-        category_codes=codes,
+        category_rows=version.categories.rows_by_name(),
+        category_codes=version.categories.codes,
         popular_rows=popular_rows,
         search_cost=_search_cost(version),
     )
 
 
 def _search_cost(version: ModelVersion) -> int:
-    """Vectors compared per query: all N for a flat index, the coarse centroids plus the
+    """Vectors compared per query: all N for a flat catalog, the coarse centroids plus the
     probed lists (on average) for IVF."""
     n = version.manifest.n_items
-    if version.manifest.index_type != "ivf":
+    if version.index is None or version.manifest.index_type != "ivf":
         return n
     nlist = int(faiss.extract_index_ivf(version.index).nlist)
     return nlist + version.manifest.nprobe * -(-n // max(nlist, 1))

@@ -47,10 +47,10 @@ def snapshot(holder: ModelHolder) -> ServingModel:
 
 
 def _items(model: ServingModel, ranked: Ranked) -> list[ScoredItem]:
-    ids = model.version.item_ids
+    ids = model.version.item_ids.names(ranked.rows)
     return [
-        ScoredItem(item_id=ids[row], score=float(score))
-        for row, score in zip(ranked.rows.tolist(), ranked.scores.tolist(), strict=True)
+        ScoredItem(item_id=item_id, score=float(score))
+        for item_id, score in zip(ids, ranked.scores.tolist(), strict=True)
     ]
 
 
@@ -165,7 +165,7 @@ class Recommender:
     async def similar(self, item_id: str, *, k: int) -> SimilarItems:
         """The k items nearest to one item (itself excluded); NotFound for an unknown item."""
         model = snapshot(self._holder)
-        row = model.version.item_index.get(item_id)
+        row = model.version.item_ids.get(item_id)
         if row is None:
             raise NotFound(f"unknown item {item_id[:40]!r} in model version {model.number}")
         vector = np.asarray(model.version.vectors[row], dtype=np.float32)  # (D,)

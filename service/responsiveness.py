@@ -38,7 +38,7 @@ def similar_share_change(
     is the fraction of items in the disliked item's category. ``history`` is the user's as
     Redis keeps it (``HistoryEntry.encode()`` strings, newest first). None when the item has
     no category or nothing similar was recommended without the dislike."""
-    row = model.version.item_index.get(disliked.item_id)
+    row = model.version.item_ids.get(disliked.item_id)
     if row is None or model.category_codes[row] < 0:
         return None
     code = model.category_codes[row]

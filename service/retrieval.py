@@ -37,20 +37,16 @@ def history_rows(model: ServingModel, history: Iterable[str]) -> tuple[list[int]
     strings, newest first): item rows and type codes, skipping items this version does not
     know, at most the encoder's history length. Parsed in this one pass rather than through
     ``HistoryEntry.decode``: no object per entry on the request path."""
-    index = model.version.item_index
-    limit = model.version.encoder.history_len
-    rows: list[int] = []
-    types: list[int] = []
+    item_ids: list[str] = []
+    codes: list[str] = []
     for entry in history:
         type_code, item_id, _ = entry.split("|", 2)
-        row = index.get(item_id)
-        if row is None:
-            continue
-        rows.append(row)
-        types.append(int(type_code))
-        if len(rows) == limit:
-            break
-    return rows, types
+        item_ids.append(item_id)
+        codes.append(type_code)
+    limit = model.version.encoder.history_len
+    found = model.version.item_ids.rows(item_ids).tolist()  # one lookup for the history
+    pairs = [(row, int(code)) for row, code in zip(found, codes, strict=True) if row >= 0]
+    return [row for row, _ in pairs[:limit]], [code for _, code in pairs[:limit]]
 
 
 def has_signal(model: ServingModel, user_id: str, rows: list[int]) -> bool:
@@ -125,7 +121,7 @@ def search(
     fetch = fetch_size(k, n_blocked=int(blocked.size), margin=overfetch, n_items=n_items)
     query = np.ascontiguousarray(vector[None, :], dtype=np.float32)  # (1, D)
     while True:
-        scores, ids = model.version.index.search(query, fetch)  # (1, M) each
+        scores, ids = model.version.nearest(query, fetch)  # (1, M) each
         rows = ids[0].astype(np.int64)  # (M,)
         vals = adjusted(model, scores[0], rows, adjustment)
         top, top_vals = select_top_k(vals, rows, k=k, blocked=blocked)
@@ -176,7 +172,6 @@ def fallback(
 ) -> Ranked:
     """Most-liked items recently (score = recent likes), then the version's own popular
     list (score 0), then, if still short, the rest of the allowed rows: never empty-handed."""
-    index = model.version.item_index
     blocked_set = set(blocked.tolist())
     allowed_set = None if allowed is None else set(allowed.tolist())
     seen: set[int] = set()
@@ -194,9 +189,13 @@ def fallback(
         rows.append(row)
         scores.append(score)
 
-    for item_id, likes in popular:
-        row = index.get(item_id)
-        if row is not None:
+    recent = list(popular)
+    for row, (_, likes) in zip(
+        model.version.item_ids.rows([item_id for item_id, _ in recent]).tolist(),
+        recent,
+        strict=True,
+    ):
+        if row >= 0:
             offer(row, likes)
         if len(rows) >= k:
             break
@@ -219,6 +218,6 @@ def fallback(
 def top_rows(model: ServingModel, vector: F32, k: int) -> I64:
     """Unfiltered top-k rows (K,) of a user state: what the model itself prefers."""
     query = np.ascontiguousarray(vector[None, :], dtype=np.float32)  # (1, D)
-    _, ids = model.version.index.search(query, min(k, model.version.manifest.n_items))
-    found: I64 = ids[0][ids[0] >= 0].astype(np.int64)
+    _, ids = model.version.nearest(query, k)  # (1, K) each
+    found: I64 = ids[0][ids[0] >= 0]
     return found

@@ -8,6 +8,8 @@ argparse (``tests/veto/test_layout.py``). Its public surface, one module per nou
     events      EventType, FeedbackEvent, HistoryEntry, Interaction
     registry    the current-version pointer and its notice
     artifacts   the model-version format: write_version, load_version, Manifest, Watermark
+    catalog     ItemIds, Categories: a version's catalog in compact arrays
+    search      nearest: the item search the service serves and the trainer's recall measures
     encoder     UserEncoder, the NumPy user tower the service runs
     ranking     adjust_scores, the scoring core the service and ``veto eval`` share
     connection  the command-line processes' Redis client
@@ -18,6 +20,7 @@ it imports the processes, and nothing imports it.
 
 __all__ = [
     "artifacts",
+    "catalog",
     "connection",
     "encoder",
     "errors",
@@ -26,5 +29,6 @@ __all__ = [
     "keys",
     "ranking",
     "registry",
+    "search",
     "settings",
 ]

@@ -7,6 +7,8 @@ One directory per version under the artifacts root, ``v00000042/``:
     item_categories.json  ["cat" | null, ...]     for the category filter and responsiveness
     item_vectors.npy      float32 (N, D), unit rows, np.load(mmap_mode="r")
     index.faiss           inner-product index over item_vectors: flat, or IVF above a size
+                          (IVF lists of 8-bit codes, or float32 in versions written before);
+                          a flat one is not loaded for serving: the vectors are searched
     encoder.npz           veto.encoder.UserEncoder arrays
     user_ids.json         ids of the rows of the encoder's user_emb
     popular.json          item ids, most liked first: the fallback for unknown users
@@ -37,8 +39,10 @@ from typing import Any
 import faiss
 import numpy as np
 
+from veto.catalog import Categories, ItemIds
 from veto.encoder import UserEncoder
 from veto.errors import ArtifactError
+from veto.search import nearest
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -241,15 +245,15 @@ def verify_files(path: Path, manifest: Manifest, names: Sequence[str]) -> None:
 @dataclass(frozen=True)
 class ModelVersion:
     """Everything the service needs from one version, loaded and validated. Immutable:
-    a request takes one reference and uses it throughout."""
+    a request takes one reference and uses it throughout. The item vectors are held once:
+    mapped from the file, and searched directly when the catalog is flat."""
 
     path: Path
     manifest: Manifest
-    item_ids: list[str]
-    item_index: dict[str, int]
-    categories: list[str | None]
+    item_ids: ItemIds  # row -> id, and id -> row
+    categories: Categories
     vectors: np.ndarray  # (N, D) float32, memory-mapped
-    index: Any  # faiss.Index
+    index: Any  # faiss.Index over ``vectors``; None for a flat catalog
     encoder: UserEncoder
     popular: list[str]
     item_prior: np.ndarray  # (N,) float32; zeros for a version written without one
@@ -257,6 +261,11 @@ class ModelVersion:
     @property
     def version(self) -> int:
         return self.manifest.version
+
+    def nearest(self, queries: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``m`` rows nearest to each of ``queries`` (Q, D), best first: scores, ids
+        (Q, m) each, exact scores (``veto.search.nearest``)."""
+        return nearest(self.index, self.vectors, queries, m)
 
 
 def load_version(
@@ -267,8 +276,8 @@ def load_version(
 
     ``previous`` (the version being served) lends its catalog and user lookups when the new
     version's files have the same sha256: a fine-tuned version keeps them, and a long-running
-    service then does not re-create ~3N small strings on every swap (allocator churn that
-    showed as RSS creep in the soak benchmark)."""
+    service then neither parses N ids again nor churns the allocator on every swap (RSS
+    creep in the soak benchmark)."""
     manifest = read_manifest(path)
     optional = [name for name in OPTIONAL_SERVING_FILES if name in manifest.files]
     if verify:
@@ -281,14 +290,13 @@ def load_version(
         return None
 
     try:
-        if (same := unchanged(ITEM_IDS)) is not None:
-            item_ids, item_index = same.item_ids, same.item_index
-        else:
-            item_ids = json.loads((path / ITEM_IDS).read_text())
-            item_index = {item: i for i, item in enumerate(item_ids)}
+        same = unchanged(ITEM_IDS)
+        item_ids = same.item_ids if same else ItemIds(json.loads((path / ITEM_IDS).read_text()))
         same = unchanged(ITEM_CATEGORIES)
-        categories: list[str | None] = (
-            same.categories if same else json.loads((path / ITEM_CATEGORIES).read_text())
+        categories = (
+            same.categories
+            if same
+            else Categories(json.loads((path / ITEM_CATEGORIES).read_text()))
         )
         same = unchanged(USER_IDS)
         user_ids: list[str] | dict[str, int] = (
@@ -296,7 +304,7 @@ def load_version(
         )
         popular: list[str] = json.loads((path / POPULAR).read_text())
         vectors = np.load(path / ITEM_VECTORS, mmap_mode="r")
-        index = faiss.read_index(str(path / INDEX))
+        index = None if manifest.index_type == "flat" else faiss.read_index(str(path / INDEX))
         encoder = UserEncoder.load(path / ENCODER, user_ids)
         prior = (
             np.load(path / ITEM_PRIOR)
@@ -308,24 +316,27 @@ def load_version(
     n, dim = manifest.n_items, manifest.dim
     if vectors.shape != (n, dim) or vectors.dtype != np.float32:
         raise ArtifactError(f"{path}: item vectors {vectors.shape} do not match the manifest")
-    if len(item_ids) != n or len(categories) != n or index.ntotal != n or index.d != dim:
+    if (
+        len(item_ids) != n
+        or len(categories) != n
+        or (index is not None and (index.ntotal != n or index.d != dim))
+    ):
         raise ArtifactError(f"{path}: item ids, categories or index do not match the manifest")
     if encoder.dim != dim:
         raise ArtifactError(f"{path}: encoder dim {encoder.dim} != {dim}")
     if prior.shape != (n,) or prior.dtype != np.float32 or not np.isfinite(prior).all():
         raise ArtifactError(f"{path}: item prior {prior.shape} does not match the manifest")
-    if manifest.index_type == "ivf":
+    if index is not None and manifest.index_type == "ivf":
         faiss.extract_index_ivf(index).nprobe = manifest.nprobe
     return ModelVersion(
         path=path,
         manifest=manifest,
         item_ids=item_ids,
-        item_index=item_index,
         categories=categories,
         vectors=vectors,
         index=index,
         encoder=encoder,
-        popular=[p for p in popular if p in item_index],
+        popular=[p for p, row in zip(popular, item_ids.rows(popular), strict=True) if row >= 0],
         item_prior=prior,
     )
 

@@ -78,7 +78,7 @@ async def test_both_strengths_zero_serve_the_encoders_exact_top_k(
         model = app.state.services.holder.current
     async with serve(prior_weight=0.0, dislike_penalty=0.0) as (_, client):
         body = (await client.get("/v1/users/dave/recommendations", params={"k": K})).json()
-    rows = [model.version.item_index[i] for i in ("i11", "i7", "i3")]  # newest first
+    rows = model.version.item_ids.rows(["i11", "i7", "i3"]).tolist()  # newest first
     vec = model.version.encoder.encode(model.version.vectors, rows, [1, 0, 0], "dave")
     scores = np.asarray(model.version.vectors) @ vec  # (N,)
     scores[rows] = -np.inf

@@ -4,8 +4,10 @@ keeps serving, rolls back to an older one, and drops no request while swapping."
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,3 +135,26 @@ async def test_every_version_is_loaded_on_one_loader_thread(
     assert len(threads) == 5
     assert len({id(t) for t in threads}) == 1
     assert threads[0].name.startswith("veto-model-loader")
+
+
+async def test_a_swap_holds_at_most_two_versions(
+    serve: Serve, publish_version: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Memory is sized for two versions (README capacity plan): the served one and the one
+    # being loaded. Anything keeping a replaced version alive would grow RSS by a version.
+    loaded: list[weakref.ref[object]] = []
+    real = reloader.load_serving_model
+
+    def recording(*args: object) -> object:
+        model = real(*args)  # type: ignore[arg-type]
+        loaded.append(weakref.ref(model.version))
+        return model
+
+    monkeypatch.setattr(reloader, "load_serving_model", recording)
+    publish_version(1)
+    async with serve() as (_, client):
+        for v in (2, 3, 4):
+            publish_version(v)
+            await _wait_for_version(client, v)
+            gc.collect()
+            assert [ref() is not None for ref in loaded] == [False] * (len(loaded) - 1) + [True]

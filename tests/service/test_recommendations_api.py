@@ -52,7 +52,7 @@ async def test_recommendations_follow_the_history_and_match_exact_search(
         body = (await client.get("/v1/users/bob/recommendations", params={"k": 10})).json()
         model = app.state.services.holder.current
     # Ground truth: exact inner products of the encoder's user vector against every item.
-    rows = [model.version.item_index[i] for i in reversed(liked)]
+    rows = model.version.item_ids.rows(list(reversed(liked))).tolist()
     vec = model.version.encoder.encode(model.version.vectors, rows, [0] * len(rows), "bob")
     scores = np.asarray(model.version.vectors) @ vec
     scores[rows] = -np.inf  # liked items are hidden by default

@@ -79,6 +79,6 @@ def test_a_stored_history_becomes_the_encoders_input_in_one_pass(model: ServingM
         *(HistoryEntry(f"i{n}", EventType.CLICK, 2.0).encode() for n in range(HISTORY_LEN)),
     ]
     rows, types = history_rows(model, stored)
-    index = model.version.item_index
-    assert rows == [index["i3"]] + [index[f"i{n}"] for n in range(HISTORY_LEN - 1)]
+    ids = model.version.item_ids
+    assert rows == ids.rows(["i3"] + [f"i{n}" for n in range(HISTORY_LEN - 1)]).tolist()
     assert types == [int(EventType.DISLIKE)] + [int(EventType.CLICK)] * (HISTORY_LEN - 1)

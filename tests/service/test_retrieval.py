@@ -49,7 +49,7 @@ def test_search_widens_until_k_survive_a_large_block_list(model: ServingModel) -
 def test_fallback_fills_from_recent_likes_then_the_model_then_the_catalog(
     model: ServingModel,
 ) -> None:
-    blocked = np.array([model.version.item_index["i1"]], dtype=np.int64)
+    blocked = model.version.item_ids.rows(["i1"])
     got = fallback(model, [("i9", 4.0), ("ghost", 3.0), ("i1", 2.0)], k=8, blocked=blocked,
                    allowed=None)  # fmt: skip
     ids = [model.version.item_ids[r] for r in got.rows]

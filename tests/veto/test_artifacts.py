@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 import pytest
 
 from tests.version_factory import DIM, small_world, write_demo_version
+from trainer.data.synthetic import SyntheticWorld
 from trainer.online.index import build_index
 from veto import artifacts
 from veto.artifacts import (
@@ -39,9 +41,12 @@ def _write_v1(
     item_ids: list[str] | None = None,
     extra_files: dict[str, Callable[[Path], None]] | None = None,
     item_prior: np.ndarray | None = None,
+    world: SyntheticWorld | None = None,
+    index: Any = None,
 ) -> Path:
-    """Version 1 of the small world with ``encoder``, its ids replaced when given."""
-    world = small_world()
+    """Version 1 of ``world`` (the small world) with ``encoder``, its ids or index replaced
+    when given."""
+    world = world or small_world()
     return write_version(
         root,
         version=1,
@@ -53,7 +58,11 @@ def _write_v1(
         popular=[],
         loss={},
         watermark=Watermark(),
-        index=build_index(world.item_vectors, flat_max_items=1000, nprobe=4),
+        index=(
+            build_index(world.item_vectors, flat_max_items=1000, nprobe=4)
+            if index is None
+            else index
+        ),
         extra_files=extra_files,
         item_prior=item_prior,
     )
@@ -69,14 +78,16 @@ def test_flat_round_trip_preserves_every_array(artifacts_dir: Path) -> None:
     assert loaded.manifest.index_type == "flat"
     assert loaded.manifest.n_items == len(world.item_ids) and loaded.manifest.dim == DIM
     assert loaded.manifest.watermark == Watermark(ingest_time=123.5, stream_ids={"0": "1-0"})
-    assert loaded.item_ids == world.item_ids
-    assert loaded.categories == world.categories
-    assert loaded.item_index["i7"] == 7
+    assert loaded.item_ids.tolist() == world.item_ids
+    assert loaded.categories.tolist() == world.categories
+    assert loaded.item_ids.get("i7") == 7
     np.testing.assert_allclose(loaded.vectors, world.item_vectors, atol=1e-6)
     assert loaded.popular == world.item_ids[:5]
     assert loaded.encoder.history_len == 8 and loaded.encoder.dim == DIM
+    # A flat catalog is searched over its mapped vectors: no second copy in an index.
+    assert loaded.index is None
     query = np.ascontiguousarray(world.item_vectors[3:4])
-    _, ids = loaded.index.search(query, 10)
+    _, ids = loaded.nearest(query, 10)
     assert [int(i) for i in ids[0]] == _exact_top(world.item_vectors, query[0], 10)
 
 
@@ -86,13 +97,27 @@ def test_ivf_round_trip_above_flat_max_items(artifacts_dir: Path) -> None:
     loaded = load_version(path)
 
     assert loaded.manifest.index_type == "ivf"
+    assert isinstance(loaded.index, faiss.IndexIVFScalarQuantizer)
     ivf = faiss.extract_index_ivf(loaded.index)
     assert ivf.nprobe == loaded.manifest.nprobe == 4
     assert loaded.index.ntotal == 400
-    # With every list probed, IVF is exact: same neighbours as brute force.
+    # With every list probed, the 8-bit candidates re-scored exactly are brute force's.
     ivf.nprobe = ivf.nlist
     query = np.ascontiguousarray(world.item_vectors[11:12])
-    _, ids = loaded.index.search(query, 10)
+    scores, ids = loaded.nearest(query, 10)
+    assert [int(i) for i in ids[0]] == _exact_top(world.item_vectors, query[0], 10)
+    np.testing.assert_allclose(scores[0], world.item_vectors[ids[0]] @ query[0], rtol=1e-5)
+
+
+def test_ivf_flat_version_of_an_older_trainer_still_loads(artifacts_dir: Path) -> None:
+    world = small_world(n_items=400)
+    index = build_index(world.item_vectors, flat_max_items=100, nprobe=4, encoding="flat")
+    loaded = load_version(_write_v1(artifacts_dir, _encoder(), world=world, index=index))
+
+    assert isinstance(loaded.index, faiss.IndexIVFFlat)
+    faiss.extract_index_ivf(loaded.index).nprobe = 1000
+    query = np.ascontiguousarray(world.item_vectors[5:6])
+    _, ids = loaded.nearest(query, 10)
     assert [int(i) for i in ids[0]] == _exact_top(world.item_vectors, query[0], 10)
 
 
@@ -229,10 +254,10 @@ def test_unchanged_catalog_is_shared_with_the_previous_version(artifacts_dir: Pa
     first = load_version(write_demo_version(artifacts_dir, 1, world=world))
     again = load_version(write_demo_version(artifacts_dir, 2, world=world), previous=first)
 
-    assert again.item_ids is first.item_ids and again.item_index is first.item_index
+    assert again.item_ids is first.item_ids
     assert again.categories is first.categories
     assert again.encoder.user_index is first.encoder.user_index
-    assert again.version == 2 and again.index is not first.index
+    assert again.version == 2 and again.vectors is not first.vectors
 
 
 def test_changed_catalog_is_read_from_the_new_version(artifacts_dir: Path) -> None:
@@ -241,9 +266,9 @@ def test_changed_catalog_is_read_from_the_new_version(artifacts_dir: Path) -> No
     path = write_demo_version(artifacts_dir, 2, world=other)
     loaded = load_version(path, previous=first)
 
-    assert loaded.item_ids == other.item_ids and loaded.item_ids is not first.item_ids
-    assert loaded.categories == other.categories
-    assert loaded.item_index[other.item_ids[-1]] == 299
+    assert loaded.item_ids.tolist() == other.item_ids and loaded.item_ids is not first.item_ids
+    assert loaded.categories.tolist() == other.categories
+    assert loaded.item_ids.get(other.item_ids[-1]) == 299
 
 
 def test_tampered_catalog_is_refused_even_with_a_previous_version(artifacts_dir: Path) -> None:

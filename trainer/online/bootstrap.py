@@ -115,7 +115,10 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
         watermark=Watermark(),
         parent=None,
         index=build_index(
-            result.vectors, flat_max_items=settings.flat_max_items, nprobe=settings.nprobe
+            result.vectors,
+            flat_max_items=settings.flat_max_items,
+            nprobe=settings.nprobe,
+            encoding=settings.ivf_encoding,
         ),
         replay=replay.state(),
         feedback=ItemFeedback.count(dataset.interactions, learner.item_index),

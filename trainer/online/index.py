@@ -1,7 +1,11 @@
 """The FAISS index each version ships, and keeping a large catalog's IVF index across rounds
 instead of retraining it.
 
-Policy: exact (flat) up to ``flat_max_items``, IVF above.
+Policy: exact (flat) up to ``flat_max_items``, IVF above. The IVF lists hold 8-bit scalar
+quantised codes by default (``IndexIVFScalarQuantizer`` QT_8bit, 64 B per item at dim 64
+instead of 256): the service re-scores their candidates with the float vectors it maps
+anyway (``veto.search``), so the float vectors exist once in its memory. ``encoding="flat"``
+keeps float32 copies in the lists (``IndexIVFFlat``, what versions used before).
 
 A round moves only the item rows it touched (the Adagrad update is row-sparse), so the next
 version's index is the previous one with those rows removed and re-added under the same ids
@@ -17,18 +21,26 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import faiss
 import numpy as np
 
+from veto.search import nearest
+
 log = logging.getLogger("veto.trainer")
 
+IvfEncoding = Literal["sq8", "flat"]
+# Candidates re-scored per query in the recall check: k + the service's default overfetch.
+RECALL_CANDIDATES = 30
 
-def build_index(vectors: np.ndarray, *, flat_max_items: int, nprobe: int) -> Any:
+
+def build_index(
+    vectors: np.ndarray, *, flat_max_items: int, nprobe: int, encoding: IvfEncoding = "sq8"
+) -> Any:
     """An inner-product index over unit vectors (N, D), ids = rows: exact below
     ``flat_max_items``, IVF with ~4·sqrt(N) lists above (trained on a sample of at most 64
-    vectors per list)."""
+    vectors per list), its lists holding ``encoding`` codes."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
     if n <= flat_max_items:
@@ -37,12 +49,27 @@ def build_index(vectors: np.ndarray, *, flat_max_items: int, nprobe: int) -> Any
         return index
     nlist = max(1, int(4 * math.sqrt(n)))
     quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf = (
+        faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        if encoding == "sq8"
+        else faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    )
     rng = np.random.default_rng(0)
     ivf.train(vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)])
     ivf.add(vectors)
     ivf.nprobe = nprobe
     return ivf
+
+
+def encoding_of(index: Any) -> IvfEncoding | None:
+    """The encoding of an IVF index's lists; None for anything else."""
+    if isinstance(index, faiss.IndexIVFScalarQuantizer):
+        return "sq8"
+    if isinstance(index, faiss.IndexIVFFlat):
+        return "flat"
+    return None
 
 
 def refresh_index(index: Any, old: np.ndarray, new: np.ndarray) -> int:
@@ -60,10 +87,17 @@ def refresh_index(index: Any, old: np.ndarray, new: np.ndarray) -> int:
 
 
 def sampled_recall(
-    index: Any, vectors: np.ndarray, *, queries: int = 64, k: int = 10, seed: int = 0
+    index: Any,
+    vectors: np.ndarray,
+    *,
+    queries: int = 64,
+    k: int = 10,
+    candidates: int = RECALL_CANDIDATES,
+    seed: int = 0,
 ) -> float:
-    """Recall@k of ``index`` against exact inner-product search over ``vectors`` (N, D),
-    for ``queries`` item vectors drawn with ``seed``."""
+    """Recall@k of the served search (``veto.search.nearest``: ``candidates`` from ``index``,
+    re-scored exactly) against exact inner-product search over ``vectors`` (N, D), for
+    ``queries`` item vectors drawn with ``seed``."""
     n = vectors.shape[0]
     k = min(k, n)
     rows = np.random.default_rng(seed).choice(n, size=min(queries, n), replace=False)
@@ -71,7 +105,8 @@ def sampled_recall(
     # Blocked exact search: no (Q, N) score matrix (256 MB at 1M items), ~0.2 s at 1M.
     base = np.ascontiguousarray(vectors, dtype=np.float32)
     _, exact = faiss.knn(q, base, k, metric=faiss.METRIC_INNER_PRODUCT)  # (Q, k)
-    _, found = index.search(q, k)  # (Q, k)
+    _, found = nearest(index, base, q, max(k, candidates))  # (Q, M)
+    found = found[:, :k]  # (Q, k)
     hits = sum(len(set(e.tolist()) & set(f.tolist())) for e, f in zip(exact, found, strict=True))
     return hits / (len(rows) * k)
 
@@ -102,35 +137,61 @@ class IndexKeeper:
 
     Flat: rebuilt from the new vectors (exact, cheap). IVF: the rows a round moved are
     updated in place, and a new index is trained when the sampled recall falls below
-    ``min_ratio`` of the recall it had when trained (or loaded).
+    ``min_ratio`` of the recall it had when trained (or loaded), or when its lists hold
+    another ``encoding`` than the one asked for (an IVFFlat version of an older trainer
+    becomes SQ8 in the next version).
     """
 
     def __init__(
-        self, index: Any, vectors: np.ndarray, *, flat_max_items: int, nprobe: int, min_ratio: float
+        self,
+        index: Any,
+        vectors: np.ndarray,
+        *,
+        flat_max_items: int,
+        nprobe: int,
+        min_ratio: float,
+        encoding: IvfEncoding = "sq8",
     ) -> None:
         self.flat_max_items = flat_max_items
         self.nprobe = nprobe
-        self.index = index
+        self.encoding: IvfEncoding = encoding
+        self.index = index  # None: a flat version (the service searches its vectors)
         self.plan: IndexPlan | None = None
-        if faiss.try_extract_index_ivf(index) is not None:
-            self.plan = IndexPlan(baseline=sampled_recall(index, vectors), min_ratio=min_ratio)
+        self.migrate = False
+        if index is not None and faiss.try_extract_index_ivf(index) is not None:
+            self.migrate = encoding_of(index) != encoding
+            baseline = 0.0 if self.migrate else sampled_recall(index, vectors)
+            self.plan = IndexPlan(baseline=baseline, min_ratio=min_ratio)
+
+    def _build(self, vectors: np.ndarray) -> Any:
+        return build_index(
+            vectors, flat_max_items=self.flat_max_items, nprobe=self.nprobe, encoding=self.encoding
+        )
 
     def update(self, old: np.ndarray, new: np.ndarray) -> IndexUpdate:
         """The index over ``new`` (N, D) unit rows, following ``old``."""
         if self.plan is None:
-            self.index = build_index(new, flat_max_items=self.flat_max_items, nprobe=self.nprobe)
+            self.index = self._build(new)
             return IndexUpdate(self.index, None, retrained=False)
-        refresh_index(self.index, old, new)
-        recall = sampled_recall(self.index, new)
-        if not self.plan.due(recall):
-            return IndexUpdate(self.index, recall, retrained=False)
-        log.info(
-            "IVF recall@10 %.3f fell below %.2f x %.3f: training a new index",
-            recall,
-            self.plan.min_ratio,
-            self.plan.baseline,
-        )
-        self.index = build_index(new, flat_max_items=self.flat_max_items, nprobe=self.nprobe)
+        if self.migrate:
+            log.info(
+                "IVF lists hold %s codes, not %s: training a new index",
+                encoding_of(self.index),
+                self.encoding,
+            )
+            self.migrate = False
+        else:
+            refresh_index(self.index, old, new)
+            recall = sampled_recall(self.index, new)
+            if not self.plan.due(recall):
+                return IndexUpdate(self.index, recall, retrained=False)
+            log.info(
+                "IVF recall@10 %.3f fell below %.2f x %.3f: training a new index",
+                recall,
+                self.plan.min_ratio,
+                self.plan.baseline,
+            )
+        self.index = self._build(new)
         recall = sampled_recall(self.index, new)
         self.plan.baseline = recall
         return IndexUpdate(self.index, recall, retrained=True)

@@ -244,12 +244,13 @@ class Trainer:
             )
         )
         config = replace(base, threads=self.settings.threads)
-        learner = Learner.warm(init, item_ids=loaded.item_ids, config=config)
-        log.info("fine-tuning version %d (%d items)", version, len(loaded.item_ids))
+        item_ids = loaded.item_ids.tolist()
+        learner = Learner.warm(init, item_ids=item_ids, config=config)
+        log.info("fine-tuning version %d (%d items)", version, len(item_ids))
         return ModelState(
             version=version,
-            item_ids=loaded.item_ids,
-            categories=loaded.categories,
+            item_ids=item_ids,
+            categories=loaded.categories.tolist(),
             popular=loaded.popular,
             watermark=manifest.watermark,
             vectors=init.vectors,
@@ -265,10 +266,11 @@ class Trainer:
                 flat_max_items=self.settings.flat_max_items,
                 nprobe=self.settings.nprobe,
                 min_ratio=self.settings.ivf_min_recall_ratio,
+                encoding=self.settings.ivf_encoding,
             ),
             feedback=ItemFeedback.from_state(
                 init.checkpoint.item_feedback if init.checkpoint is not None else {},
-                n_items=len(loaded.item_ids),
+                n_items=len(item_ids),
             ),
         )
 

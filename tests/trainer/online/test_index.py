@@ -5,7 +5,13 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from trainer.online.index import IndexPlan, build_index, refresh_index, sampled_recall
+from trainer.online.index import (
+    IndexKeeper,
+    IndexPlan,
+    build_index,
+    refresh_index,
+    sampled_recall,
+)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -36,3 +42,27 @@ def test_plan_is_due_below_its_share_of_the_baseline() -> None:
     assert not plan.due(0.8) and not plan.due(0.77)
     assert plan.due(0.75)
     assert not IndexPlan(baseline=0.8, min_ratio=0.0).due(0.0)
+
+
+def test_an_ivf_flat_index_of_an_older_trainer_becomes_sq8_at_the_next_update() -> None:
+    rng = np.random.default_rng(1)
+    old = _unit(rng.standard_normal((2000, 16)))
+    new = old.copy()
+    new[:10] = _unit(rng.standard_normal((10, 16)))
+    loaded = build_index(old, flat_max_items=100, nprobe=8, encoding="flat")
+    keeper = IndexKeeper(loaded, old, flat_max_items=100, nprobe=8, min_ratio=0.0)
+
+    update = keeper.update(old, new)
+
+    assert update.retrained and isinstance(update.index, faiss.IndexIVFScalarQuantizer)
+    assert update.recall is not None and update.recall > 0.5
+    # Afterwards the 8-bit index is kept and updated row by row, as any other.
+    assert not keeper.update(new, old).retrained and keeper.index is update.index
+
+
+def test_the_recall_check_measures_the_re_scored_search() -> None:
+    vectors = _unit(np.random.default_rng(2).standard_normal((3000, 16)))
+    index = build_index(vectors, flat_max_items=100, nprobe=1)
+    faiss.extract_index_ivf(index).nprobe = faiss.extract_index_ivf(index).nlist
+    # Exhaustive 8-bit candidates, re-scored exactly: brute force's top 10.
+    assert sampled_recall(index, vectors) == 1.0

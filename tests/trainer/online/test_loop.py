@@ -144,7 +144,7 @@ def test_a_trained_dislike_moves_the_item_down_for_that_user(
     before = load_version(version_dir(bootstrapped, 1))
     old = [HistoryEntry.decode(r) for r in redis_client.lrange(UserKeys(user, 4).history, 0, -1)]
     state = before.encoder.encode(
-        before.vectors, [before.item_index[h.item_id] for h in old], [int(h.type) for h in old]
+        before.vectors, [before.item_ids.get(h.item_id) for h in old], [int(h.type) for h in old]
     )
     # The item the model likes most for this user: its p is high, so NTR has work to do.
     item = before.item_ids[int(np.argmax(np.asarray(before.vectors) @ state))]
@@ -156,10 +156,10 @@ def test_a_trained_dislike_moves_the_item_down_for_that_user(
         history = [HistoryEntry.decode(r) for r in raw]
         state = version.encoder.encode(
             version.vectors,
-            [version.item_index[h.item_id] for h in history],
+            version.item_ids.rows([h.item_id for h in history]).tolist(),
             [int(h.type) for h in history],
         )
-        return float(np.asarray(version.vectors)[version.item_index[item]] @ state)
+        return float(np.asarray(version.vectors)[version.item_ids.get(item)] @ state)
 
     trainer, _, client = _trainer()
     assert trainer.run_once(max_events=10, first_wait=0.1) is not None
@@ -269,7 +269,7 @@ def test_a_large_catalog_keeps_its_ivf_index_updated_row_by_row(
     assert same == (retrains == 0.0)
     faiss_index = new.index
     faiss_index.nprobe = faiss_index.nlist  # exhaustive: the index must hold exactly these
-    scores, ids = faiss_index.search(vectors, 1)
+    scores, ids = new.nearest(vectors, 1)
     np.testing.assert_array_equal(ids[:, 0], np.arange(len(vectors)))
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
     client.close()
@@ -342,7 +342,7 @@ def test_a_round_adds_its_likes_and_dislikes_to_the_item_prior(
     added = (likes - counted["likes"].numpy(), dislikes - counted["dislikes"].numpy())
     np.testing.assert_allclose(after.item_prior, np.log((likes + 1) / (dislikes + 1)), rtol=1e-6)
     # The bootstrap's counts continued: only the round's like and dislikes moved the prior.
-    i5, i6, i8 = (after.item_index[i] for i in ("i5", "i6", "i8"))
+    i5, i6, i8 = after.item_ids.rows(["i5", "i6", "i8"]).tolist()
     assert np.flatnonzero(added[0]).tolist() == [i6] and added[0][i6] == 1
     assert np.flatnonzero(added[1]).tolist() == [i5] and added[1][i5] == 3
     changed = np.flatnonzero(~np.isclose(after.item_prior, before.item_prior))
