@@ -138,14 +138,14 @@ async def test_a_penalty_window_takes_only_the_newest_dislikes(
     vectors = np.asarray(model.version.vectors)
     state = model.version.encoder.encode(
         vectors,
-        [model.version.item_index[i] for i in [newest, *_nearest(world, old, 3)[::-1], old]],
+        model.version.item_ids.rows([newest, *_nearest(world, old, 3)[::-1], old]).tolist(),
         [1, 0, 0, 0, 1],
         "erin",
     )
-    served = [model.version.item_index[i] for i in items_of(body)]
+    served = model.version.item_ids.rows(items_of(body))
 
     def expected(sources: list[str]) -> np.ndarray:
-        rows = np.asarray([model.version.item_index[i] for i in sources], dtype=np.int64)
+        rows = model.version.item_ids.rows(sources)
         near = np.maximum(vectors[served] @ vectors[rows].T, 0).max(axis=1)
         out: np.ndarray = vectors[served] @ state - near
         return out
