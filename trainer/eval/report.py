@@ -56,6 +56,7 @@ FILES = (
 SERVING_METRICS = ("recall@20", "dislike@20", AUC)  # what the mechanisms trade
 SWEPT = ("prior_weight", "dislike_penalty", "penalty_window")  # the trade-off sweeps
 RESPONSIVENESS = "responsiveness"  # a sweep row's relative change, with --responsiveness
+RUNG_METRICS = ("recall@20", "dislike@20", AUC)  # each responsiveness rung's cost, seed 0
 # (results key, label): each variant's strengths and meaning.
 VARIANT_LABELS = (
     ("served", "served (both mechanisms)"),
@@ -253,18 +254,22 @@ def markdown(results: Mapping[str, Any]) -> str:
         lines += [
             "## Responsiveness (NTR paper §4 protocol)",
             "",
+            "Each rung's cost next to its responsiveness: its test metrics on seed 0, ranked "
+            "as the rung ranks.",
+            "",
             "| variant | objective | similar share without dislike | with dislike | "
             "relative change | disliked item back in top-K (without / with) | "
-            "learned dislike gate (mean) |",
-            "|---|---|---|---|---|---|---|",
+            "learned dislike gate (mean) | " + " | ".join(RUNG_METRICS) + " |",
+            "|---|---|---|---|---|---|---|" + "---|" * len(RUNG_METRICS),
         ]
         for variant, row in sim.items():
+            costs = " | ".join(_fmt(row.get(m)) for m in RUNG_METRICS)
             lines.append(
                 f"| {variant} | {row['objective']} | {_fmt(row['similar_share_without'])} | "
                 f"{_fmt(row['similar_share_with'])} | "
                 f"{_fmt(row['relative_change'], percent=True)} | "
                 f"{_fmt(row['return_rate_without'])} / {_fmt(row['return_rate_with'])} | "
-                f"{_fmt(row.get('dislike_gate_mean'))} |"
+                f"{_fmt(row.get('dislike_gate_mean'))} | {costs} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -36,7 +36,7 @@ from trainer.eval.ease import (
 )
 from trainer.eval.metrics import AUC, Serving, evaluate_model
 from trainer.eval.options import EvalOptions
-from trainer.eval.report import RESPONSIVENESS, comparison, summarize
+from trainer.eval.report import RESPONSIVENESS, RUNG_METRICS, comparison, summarize
 from trainer.eval.responsiveness import Responsiveness, SimConfig, simulate, start_histories
 from trainer.eval.similarity import similarity_labels
 from trainer.eval.split import Split
@@ -203,10 +203,14 @@ def _responsiveness(
     out: dict[str, dict[str, Any]] = {}
     for variant, objective, strengths in rungs:
         model, result = run(objective, strengths)
+        # What the rung costs: its seed-0 test metrics, ranked as the rung ranks.
+        dislike_input = options.train_config(objective, seed=0).dislike_input
+        figures = _ranker(model, split, data, dislike_input=dislike_input).metrics(strengths)
         out[variant] = {
             "objective": objective,
             "similarity": source,
             "strengths": asdict(strengths),
+            **{m: figures[m] for m in RUNG_METRICS},
             **result.to_dict(),
             # Why a variant responds or not: the learned input gate of a dislike vs a like
             # (the untrained encoder starts at -1 vs +1).

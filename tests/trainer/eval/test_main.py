@@ -65,6 +65,11 @@ def test_a_small_eval_writes_a_complete_report(world_csv: Path, tmp_path: Path) 
     served = variants["feature + NTR label, served"]["strengths"]
     assert served["prior_weight"] == ServiceSettings().prior_weight
     assert variants["no dislike signal"]["relative_change"] == 0.0
+    # Each rung's cost sits next to it: the seed-0 metrics of that very ranking.
+    assert (
+        variants["feature + NTR label"]["recall@20"] == results["ssm+ntr"]["recall@20"]["values"][0]
+    )
+    assert 0.0 <= variants["no dislike signal"]["dislike@20"] <= 1.0
     # The penalty sweep carries the responsiveness at each simulated strength.
     sweep = results["serving"]["tradeoff"]["dislike_penalty"]
     simulated = [p for p in sweep if p["strength"] in (0.0, 0.1, 0.2, 0.5)]
