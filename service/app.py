@@ -68,6 +68,8 @@ def create_app(
             strengths=Strengths(
                 prior_weight=settings.prior_weight, dislike_penalty=settings.dislike_penalty
             ),
+            batch_max_size=settings.batch_max_size,
+            batch_max_wait=settings.batch_max_wait_seconds,
         ),
         desk=FeedbackDesk(
             holder,

@@ -48,7 +48,7 @@ def model(publish_version: Callable[..., Path]) -> ServingModel:
 
 async def _recommend(recommender: Recommender, user_id: str) -> list[str]:
     found = await recommender.recommend(user_id, k=3, exclude=[], category=None, include_seen=False)
-    return [x.item_id for x in found.items]
+    return found.item_ids
 
 
 async def test_the_popular_list_is_fetched_only_when_it_is_served(
