@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from service import errors
 from service.deps import Services
+from service.fast_path import RecommendationsFastPath
 from service.feedback import FeedbackDesk
 from service.feedback_store import FeedbackStore, connect
 from service.metrics import ServiceMetrics
@@ -22,7 +23,7 @@ from service.popular import PopularCache
 from service.recommender import Recommender
 from service.reloader import Reloader
 from service.responsiveness import ResponsivenessProbe
-from service.routes import build_router
+from service.routes import RECOMMENDATIONS_PATH, build_router
 from veto.errors import StoreUnavailable
 from veto.ranking import Strengths
 from veto.settings import ServiceSettings
@@ -70,6 +71,8 @@ def create_app(
                 dislike_penalty=settings.dislike_penalty,
                 penalty_window=settings.penalty_window,
             ),
+            batch_max_size=settings.batch_max_size,
+            batch_max_wait=settings.batch_max_wait_seconds,
         ),
         desk=FeedbackDesk(
             holder,
@@ -126,7 +129,14 @@ def create_app(
         retry_after_seconds=settings.retry_after_seconds,
         on_invalid_feedback=metrics.feedback_rejected.inc,
     )
-    app.include_router(build_router(settings))
+    router = build_router(settings)
+    app.include_router(router)
+    app.add_middleware(
+        RecommendationsFastPath,
+        recommender=services.recommender,
+        route=next(r for r in router.routes if getattr(r, "path", None) == RECOMMENDATIONS_PATH),
+        max_k=settings.max_k,
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body limit: an unauthenticated write is refused before its body is read.
     api_key = settings.api_key.get_secret_value() if settings.api_key else None

@@ -16,6 +16,8 @@ from veto.events import EventType
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+_BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_QUEUE_WAIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 _SWAP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Relative change of the similar share: -1 (all similar items gone) .. +1, and above.
 _SHARE_CHANGE_BUCKETS = (
@@ -75,6 +77,19 @@ class ServiceMetrics:
             "Feedback events in batches rejected as invalid",
             registry=r,
         )
+        self.recommendation_batch_size = Histogram(
+            "veto_recommendation_batch_size",
+            "Recommendation requests served together in one batch (one Redis round trip, one "
+            "encode, one index search)",
+            buckets=_BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.recommendation_queue_wait = Histogram(
+            "veto_recommendation_queue_wait_seconds",
+            "Time a recommendation request waited for its batch to start",
+            buckets=_QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
         self.disliked_item_served = Counter(
             "veto_disliked_item_served_total",
             "Items returned to a user who disliked them (must stay 0)",
@@ -117,6 +132,12 @@ class ServiceMetrics:
             buckets=_SHARE_CHANGE_BUCKETS,
             registry=r,
         )
+
+    def observe_batch(self, size: int, waits: list[float]) -> None:
+        """One recommendation batch of ``size`` requests that waited ``waits`` seconds."""
+        self.recommendation_batch_size.observe(size)
+        for wait in waits:
+            self.recommendation_queue_wait.observe(wait)
 
     def track_model_age(self, created_at: Callable[[], float | None]) -> None:
         """Compute the model age at scrape time from the served version's creation time."""

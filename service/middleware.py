@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import time
 
+from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import Unauthorized, response_for
@@ -19,6 +20,8 @@ class RequestTiming:
     def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics) -> None:
         self.app = app
         self.histogram = metrics.request_duration
+        # The labelled children, looked up once: ``labels()`` takes a lock and builds a key.
+        self._children: dict[tuple[str, str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,10 +41,11 @@ class RequestTiming:
         finally:
             route = scope.get("route")
             # The template, not the path: user and item ids never become label values.
-            template = getattr(route, "path", None) or "unmatched"
-            self.histogram.labels(
-                route=template, method=scope["method"], status=str(status)
-            ).observe(time.perf_counter() - started)
+            key = (getattr(route, "path", None) or "unmatched", scope["method"], str(status))
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self.histogram.labels(*key)
+            child.observe(time.perf_counter() - started)
 
 
 class BodyLimit:

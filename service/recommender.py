@@ -1,7 +1,10 @@
 """The read side of the API: recommendations and similar items over one model snapshot.
 
-A request takes ``holder.current`` once and uses that snapshot throughout. Redis being down
-is not an error here: the answer is computed without the user's history and marked degraded.
+Concurrent recommendation requests are served in batches (``service.batcher``): a batch takes
+``holder.current`` once and uses that snapshot for every request in it, reads every user's
+state in one Redis round trip, encodes the users and searches the index once, then applies
+each request's own filters. Redis being down is not an error here: the batch is computed
+without the users' histories and each answer is marked degraded.
 """
 
 from __future__ import annotations
@@ -9,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 import numpy as np
 
+from service.batcher import Batcher
 from service.errors import NotFound
 from service.feedback_store import FeedbackStore, UserState
 from service.metrics import ServiceMetrics
@@ -20,22 +25,23 @@ from service.model_holder import ModelHolder, ServingModel
 from service.popular import PopularCache
 from service.retrieval import (
     I64,
-    Adjustment,
+    Query,
     Ranked,
     category_rows,
     fallback,
     has_signal,
     history_rows,
     rank,
-    user_vector,
+    rank_many,
 )
-from service.schemas import Recommendations, ScoredItem, SimilarItems
-from veto.errors import NoModelVersion, StoreUnavailable
+from service.schemas import RecommendationsBody, ScoredItem, SimilarItems
+from veto.errors import InvalidInput, NoModelVersion, StoreUnavailable
 from veto.ranking import OFF, Strengths, penalty_sources
 
 _EMPTY = UserState()
 P = ParamSpec("P")
 R = TypeVar("R")
+Outcome = RecommendationsBody | Exception
 
 
 def snapshot(holder: ModelHolder) -> ServingModel:
@@ -54,6 +60,25 @@ def _items(model: ServingModel, ranked: Ranked) -> list[ScoredItem]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One recommendations request as the route validated it."""
+
+    user_id: str
+    k: int
+    exclude: Sequence[str]  # valid ids, known to the model or not
+    category: str | None
+    include_seen: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Fallback:
+    """A request with nothing to personalise on: the popular fallback's filters."""
+
+    blocked: I64
+    allowed: I64 | None
+
+
 class Recommender:
     """Top-k for a user from their history in Redis and the served model."""
 
@@ -67,6 +92,8 @@ class Recommender:
         overfetch: int,
         offload_min_cost: int,
         strengths: Strengths = OFF,
+        batch_max_size: int = 64,
+        batch_max_wait: float = 0.0,
     ) -> None:
         self._holder = holder
         self._store = store
@@ -75,6 +102,12 @@ class Recommender:
         self._overfetch = overfetch
         self._offload_min_cost = offload_min_cost
         self._strengths = strengths
+        self._batcher: Batcher[Ask, RecommendationsBody] = Batcher(
+            self._serve,
+            max_size=batch_max_size,
+            max_wait=batch_max_wait,
+            observe=metrics.observe_batch,
+        )
 
     async def recommend(
         self,
@@ -84,49 +117,82 @@ class Recommender:
         exclude: Sequence[str],
         category: str | None,
         include_seen: bool,
-    ) -> Recommendations:
-        """The user's top-k without disliked, excluded and (unless include_seen) liked items.
-        ``exclude`` holds valid ids (checked by the route's schema), known or not."""
+    ) -> RecommendationsBody:
+        """The user's top-k without disliked, excluded and (unless include_seen) liked items."""
+        return await self._batcher.submit(Ask(user_id, k, exclude, category, include_seen))
+
+    async def _serve(self, asks: list[Ask]) -> list[Outcome]:
+        """One batch: its answers in order, or the error of a request (an unknown category)."""
         model = snapshot(self._holder)
-        allowed = category_rows(model, category)
         degraded = False
         try:
-            state = await self._store.read_user(user_id)
+            states = await self._store.read_users([ask.user_id for ask in asks])
         except StoreUnavailable:
-            state, degraded = _EMPTY, True
-        hidden = set(exclude) | state.disliked
-        if not include_seen:
-            hidden |= state.liked
-        blocked = model.rows_of(hidden)  # (B,)
-        rows, types = history_rows(model, state.history)
-        cost = model.search_cost if allowed is None else int(allowed.size)
-        if has_signal(model, user_id, rows):
-            window = self._strengths.penalty_window
-            sources = (
-                penalty_sources(rows, types, window) if window else model.rows_of(state.disliked)
+            states, degraded = [_EMPTY] * len(asks), True
+        outcomes: list[Outcome | None] = [None] * len(asks)
+        personal: dict[int, Query] = {}
+        popular: dict[int, _Fallback] = {}
+        for i, (ask, state) in enumerate(zip(asks, states, strict=True)):
+            try:
+                allowed = category_rows(model, ask.category)
+            except InvalidInput as exc:
+                outcomes[i] = exc
+                continue
+            hidden = set(ask.exclude) | state.disliked
+            if not ask.include_seen:
+                hidden |= state.liked
+            blocked = model.rows_of(hidden)  # (X,)
+            rows, types = history_rows(model, state.history)
+            if has_signal(model, ask.user_id, rows):
+                window = self._strengths.penalty_window
+                disliked = (  # the dislike penalty's sources (X,)
+                    penalty_sources(rows, types, window)
+                    if window
+                    else model.rows_of(state.disliked)
+                )
+                personal[i] = Query(ask.user_id, rows, types, ask.k, blocked, allowed, disliked)
+            else:
+                popular[i] = _Fallback(blocked, allowed)
+        ranked: dict[int, Ranked] = {}
+        if personal:
+            queries = list(personal.values())
+            cost = sum(model.search_cost if q.allowed is None else q.allowed.size for q in queries)
+            found = await self._compute(
+                cost,
+                rank_many,
+                model,
+                queries,
+                overfetch=self._overfetch,
+                strengths=self._strengths,
             )
-            adjustment = Adjustment(sources, self._strengths)  # (X,)
-            ranked = await self._compute(
-                cost, self._personal, model, user_id, rows, types,
-                k=k, blocked=blocked, allowed=allowed, adjustment=adjustment,
-            )  # fmt: skip
-        else:
-            # Only a user with nothing to personalise on pays for the popular list.
-            popular = await self._popular.get()
-            ranked = await self._compute(
-                cost, fallback, model, popular, k=k, blocked=blocked, allowed=allowed
-            )
-        self._metrics.recommendations_served.inc()
-        if degraded:
-            self._metrics.degraded_responses.inc()
-        items = _items(model, ranked)
+            ranked.update(zip(personal, found, strict=True))
+        if popular:
+            # Only a batch with a user with nothing to personalise on pays for the popular list.
+            recent = await self._popular.get()
+            for i, f in popular.items():
+                ranked[i] = fallback(
+                    model, recent, k=asks[i].k, blocked=f.blocked, allowed=f.allowed
+                )
+        for i, result in ranked.items():
+            outcomes[i] = self._answer(model, asks[i], states[i], result, degraded=degraded)
+        self._metrics.recommendations_served.inc(len(ranked))
+        if degraded and ranked:
+            self._metrics.degraded_responses.inc(len(ranked))
+        return [o for o in outcomes if o is not None]
+
+    def _answer(
+        self, model: ServingModel, ask: Ask, state: UserState, ranked: Ranked, *, degraded: bool
+    ) -> RecommendationsBody:
+        ids = model.version.item_ids
+        items = [ids[row] for row in ranked.rows.tolist()]
         # Checked on every response against the disliked set read for this request.
-        leaked = sum(1 for item in items if item.item_id in state.disliked)
+        leaked = sum(1 for item in items if item in state.disliked)
         if leaked:
             self._metrics.disliked_item_served.inc(leaked)
-        return Recommendations(
-            user_id=user_id,
-            items=items,
+        return RecommendationsBody(
+            user_id=ask.user_id,
+            item_ids=items,
+            scores=ranked.scores.tolist(),
             model_version=model.number,
             request_id=uuid.uuid4().hex,
             degraded=degraded,
@@ -138,29 +204,6 @@ class Recommender:
             return await asyncio.to_thread(fn, *args, **kwargs)
         # A small search costs less than the thread hop and its GIL hand-offs.
         return fn(*args, **kwargs)
-
-    def _personal(
-        self,
-        model: ServingModel,
-        user_id: str,
-        rows: list[int],
-        types: list[int],
-        *,
-        k: int,
-        blocked: I64,
-        allowed: I64 | None,
-        adjustment: Adjustment,
-    ) -> Ranked:
-        vector = user_vector(model, user_id, rows, types)
-        return rank(
-            model,
-            vector,
-            k=k,
-            blocked=blocked,
-            allowed=allowed,
-            overfetch=self._overfetch,
-            adjustment=adjustment,
-        )
 
     async def similar(self, item_id: str, *, k: int) -> SimilarItems:
         """The k items nearest to one item (itself excluded); NotFound for an unknown item."""

@@ -9,7 +9,7 @@ so an item outside the over-fetch cannot climb into the top k (``overfetch`` set
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,9 +55,14 @@ def has_signal(model: ServingModel, user_id: str, rows: list[int]) -> bool:
     return bool(rows) or user_id in model.version.encoder.user_index
 
 
-def user_vector(model: ServingModel, user_id: str, rows: list[int], types: list[int]) -> F32:
-    """The user state (D,) from the item rows and type codes of ``history_rows``."""
-    return model.version.encoder.encode(model.version.vectors, rows, types, user_id)
+def user_vectors(model: ServingModel, queries: Sequence[Query]) -> F32:
+    """The user states (B, D) of a batch, from each query's ``history_rows``."""
+    return model.version.encoder.encode_many(
+        model.version.vectors,
+        [q.rows for q in queries],
+        [q.types for q in queries],
+        [q.user_id for q in queries],
+    )
 
 
 def category_rows(model: ServingModel, category: str | None) -> I64 | None:
@@ -92,18 +97,27 @@ NO_ADJUSTMENT = Adjustment()
 
 def adjusted(model: ServingModel, scores: F32, ids: I64, adjustment: Adjustment) -> F32:
     """(M,) ``scores`` of candidate rows ``ids`` (M,) after ``veto.ranking.adjust_scores``."""
-    strengths = adjustment.strengths
-    if not (strengths.prior_weight or strengths.dislike_penalty):
-        return scores
-    out: F32 = adjust_scores(
-        scores[None, :],
-        ids[None, :],
-        item_vectors=model.version.vectors,
-        prior=model.version.item_prior,
-        disliked=[adjustment.disliked],
-        strengths=strengths,
+    out: F32 = adjusted_many(
+        model, scores[None, :], ids[None, :], [adjustment.disliked], adjustment.strengths
     )[0]
     return out
+
+
+def adjusted_many(
+    model: ServingModel, scores: F32, ids: I64, disliked: Sequence[I64], strengths: Strengths
+) -> F32:
+    """(B, M) ``scores`` of candidate rows ``ids`` (B, M) after ``veto.ranking.adjust_scores``,
+    with each user's disliked rows (X,)."""
+    if not (strengths.prior_weight or strengths.dislike_penalty):
+        return scores
+    return adjust_scores(
+        scores,
+        ids,
+        item_vectors=model.version.vectors,
+        prior=model.version.item_prior,
+        disliked=disliked,
+        strengths=strengths,
+    )
 
 
 def search(
@@ -160,6 +174,89 @@ def rank(
     if allowed is not None:
         return scan(model, vector, k=k, blocked=blocked, rows=allowed, adjustment=adjustment)
     return search(model, vector, k=k, blocked=blocked, overfetch=overfetch, adjustment=adjustment)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One user's personalised request in a batch: the encoder's input (``history_rows``) and
+    the request's own filters."""
+
+    user_id: str
+    rows: list[int]
+    types: list[int]
+    k: int
+    blocked: I64  # (X,) rows never to return
+    allowed: I64 | None  # (R,) a category's rows, or None for the whole catalog
+    disliked: I64  # (X,) the dislike penalty's rows
+
+
+def rank_many(
+    model: ServingModel, queries: Sequence[Query], *, overfetch: int, strengths: Strengths
+) -> list[Ranked]:
+    """``rank`` for each query, in order, with the user states encoded together and one index
+    search over every query without a category (those scan their category alone)."""
+    vectors = user_vectors(model, queries)  # (B, D)
+    found: dict[int, Ranked] = {}
+    searched: list[int] = []
+    for b, q in enumerate(queries):
+        if q.allowed is None:
+            searched.append(b)
+            continue
+        adjustment = Adjustment(q.disliked, strengths)
+        found[b] = scan(
+            model, vectors[b], k=q.k, blocked=q.blocked, rows=q.allowed, adjustment=adjustment
+        )
+    if searched:
+        chosen = [queries[b] for b in searched]
+        ranked = search_many(
+            model, vectors[searched], chosen, overfetch=overfetch, strengths=strengths
+        )
+        found.update(zip(searched, ranked, strict=True))
+    return [found[b] for b in range(len(queries))]
+
+
+def search_many(
+    model: ServingModel,
+    vectors: F32,
+    queries: Sequence[Query],
+    *,
+    overfetch: int,
+    strengths: Strengths,
+) -> list[Ranked]:
+    """``search`` for B user states ``vectors`` (B, D) at once: one index search of the
+    largest fetch, each user cut back to their own fetch so that the adjustment reorders the
+    same candidates a search of their own would have fetched. A user whose filters leave
+    fewer than k is widened alone (``search``)."""
+    n_items = model.version.manifest.n_items
+    fetch = np.asarray(
+        [
+            fetch_size(q.k, n_blocked=int(q.blocked.size), margin=overfetch, n_items=n_items)
+            for q in queries
+        ],
+        dtype=np.int64,
+    )  # (B,)
+    queries_2d = np.ascontiguousarray(vectors, dtype=np.float32)  # (B, D)
+    scores, ids = model.version.nearest(queries_2d, int(fetch.max()))  # (B, M) each
+    own = np.arange(ids.shape[1])[None, :] < fetch[:, None]  # (B, M)
+    ids = np.where(own, ids, -1).astype(np.int64)
+    vals = adjusted_many(model, scores, ids, [q.disliked for q in queries], strengths)  # (B, M)
+    out: list[Ranked] = []
+    for b, q in enumerate(queries):
+        top, top_vals = select_top_k(vals[b], ids[b], k=q.k, blocked=q.blocked)
+        if top.size < q.k and fetch[b] < n_items:
+            adjustment = Adjustment(q.disliked, strengths)
+            widened = search(
+                model,
+                vectors[b],
+                k=q.k,
+                blocked=q.blocked,
+                overfetch=overfetch,
+                adjustment=adjustment,
+            )
+            out.append(widened)
+        else:
+            out.append(Ranked(top, top_vals))
+    return out
 
 
 def fallback(

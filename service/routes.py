@@ -26,7 +26,9 @@ from veto.settings import ServiceSettings
 # The longest valid URL (this many excludes of 128 id characters, ":" and "@" percent-encoded,
 # about 40 KB) must stay under the HTTP parser's 64 KiB request-line limit, which answers a
 # bare, undocumented 400 (1000 excludes did not fit).
-_MAX_EXCLUDES = 100
+MAX_EXCLUDES = 100
+MAX_CATEGORY_LENGTH = 128
+RECOMMENDATIONS_PATH = "/v1/users/{user_id}/recommendations"
 # The X-API-Key header as the spec declares it. The key is checked by
 # service.middleware.ApiKeyGuard, before the body is read; the route only documents it.
 _API_KEY_HEADER: dict[str, Any] = {
@@ -56,7 +58,7 @@ def build_router(settings: ServiceSettings) -> APIRouter:
     K = Annotated[int, Query(ge=1, le=settings.max_k)]
 
     @router.get(
-        "/v1/users/{user_id}/recommendations",
+        RECOMMENDATIONS_PATH,
         response_model=Recommendations,
         responses=_errors(422, 503),
     )
@@ -66,15 +68,15 @@ def build_router(settings: ServiceSettings) -> APIRouter:
         k: K = 10,
         # Item-level pattern, the only check of the ids: documents (and, with the count,
         # bounds) the longest valid URL.
-        exclude: Annotated[list[Id], Query(max_length=_MAX_EXCLUDES)] = [],  # noqa: B006
-        category: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+        exclude: Annotated[list[Id], Query(max_length=MAX_EXCLUDES)] = [],  # noqa: B006
+        category: Annotated[str | None, Query(min_length=1, max_length=MAX_CATEGORY_LENGTH)] = None,
         include_seen: bool = False,
     ) -> Response:
         found = await recommender.recommend(
             user_id, k=k, exclude=exclude, category=category, include_seen=include_seen
         )
-        # Already a validated model: serialise once, skip FastAPI's second validation pass.
-        return Response(found.model_dump_json(), media_type="application/json")
+        # Serialised once, here: FastAPI would validate the answer again against the model.
+        return Response(found.to_json(), media_type="application/json")
 
     @router.post(
         "/v1/feedback",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import to_json
 
 from veto.ids import ID_PATTERN
 
@@ -23,6 +25,34 @@ class Recommendations(BaseModel):
     model_version: int
     request_id: str
     degraded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationsBody:
+    """A ``Recommendations`` answer as the recommender computes it: its fields come from
+    validated input and the served model, so the answer is serialised once, without being
+    validated again (``Recommendations`` documents its shape; a test checks they agree)."""
+
+    user_id: str
+    item_ids: list[str]
+    scores: list[float]
+    model_version: int
+    request_id: str
+    degraded: bool
+
+    def to_json(self) -> bytes:
+        return to_json(
+            {
+                "user_id": self.user_id,
+                "items": [
+                    {"item_id": item, "score": score}
+                    for item, score in zip(self.item_ids, self.scores, strict=True)
+                ],
+                "model_version": self.model_version,
+                "request_id": self.request_id,
+                "degraded": self.degraded,
+            }
+        )
 
 
 class SimilarItems(BaseModel):

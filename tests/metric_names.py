@@ -24,6 +24,8 @@ _NAME = re.compile(r"\bveto_[a-z0-9_]+\b")
 CONTRACT = {
     "veto_service_request_duration_seconds": "histogram",
     "veto_recommendations_served_total": "counter",
+    "veto_recommendation_batch_size": "histogram",
+    "veto_recommendation_queue_wait_seconds": "histogram",
     "veto_feedback_events_total": "counter",
     "veto_feedback_duplicates_total": "counter",
     "veto_feedback_rejected_total": "counter",

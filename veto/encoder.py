@@ -22,6 +22,7 @@ An empty history gives ``b`` (+ the user's own embedding): the model's prior.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,15 +112,30 @@ class UserEncoder:
         self, item_vectors: F32, items: list[int], types: list[int], user_id: str | None = None
     ) -> F32:
         """One user state (D,) from a history newest first (item rows and type codes)."""
-        row = self.user_index.get(user_id, -1) if user_id is not None else -1
-        n = max(len(items), 1)
-        item_arr = np.full((1, n), -1, dtype=np.int64)
-        type_arr = np.zeros((1, n), dtype=np.int64)
-        item_arr[0, : len(items)] = items
-        type_arr[0, : len(types)] = types
-        batch = self.encode_batch(item_vectors, item_arr, type_arr, np.array([row], dtype=np.int64))
-        out: F32 = batch[0]
+        out: F32 = self.encode_many(item_vectors, [items], [types], [user_id])[0]
         return out
+
+    def encode_many(
+        self,
+        item_vectors: F32,
+        items: Sequence[Sequence[int]],
+        types: Sequence[Sequence[int]],
+        user_ids: Sequence[str | None],
+    ) -> F32:
+        """User states (B, D) of B histories newest first (item rows and type codes, any
+        lengths) and user ids (None or unknown: no user embedding): ``encode_batch`` padded."""
+        n = max(1, max((len(rows) for rows in items), default=0))
+        item_arr = np.full((len(items), n), -1, dtype=np.int64)  # (B, L)
+        type_arr = np.zeros((len(items), n), dtype=np.int64)  # (B, L)
+        for b, (rows, codes) in enumerate(zip(items, types, strict=True)):
+            item_arr[b, : len(rows)] = rows
+            type_arr[b, : len(codes)] = codes
+        users = np.fromiter(
+            (-1 if u is None else self.user_index.get(u, -1) for u in user_ids),
+            dtype=np.int64,
+            count=len(user_ids),
+        )  # (B,)
+        return self.encode_batch(item_vectors, item_arr, type_arr, users)
 
     def save(self, path: Path) -> None:
         """Write the arrays as one .npz (user ids go in the artifact's user_ids.json)."""

@@ -68,9 +68,16 @@ class ServiceSettings(CommonSettings):
     popular_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     popular_days: int = Field(default=7, ge=1, le=90)
     retry_after_seconds: int = Field(default=1, ge=1, le=3600)
-    # Searches comparing at least this many vectors (flat: N; IVF: centroids + probed
-    # lists) run in a worker thread; smaller ones run inline, cheaper than the thread hop.
+    # A batch whose searches compare at least this many vectors in all (flat: N per user; IVF:
+    # centroids + probed lists; a category: its rows) runs in a worker thread; a smaller one
+    # runs inline, cheaper than the thread hop.
     offload_min_cost: int = Field(default=20_000, ge=0)
+    # Concurrent recommendation requests are served in batches of at most this many: one
+    # Redis round trip, one encode and one index search per batch. 1 serves each alone.
+    batch_max_size: int = Field(default=64, ge=1, le=4096)
+    # How long a batch may wait for more requests after its first one arrived. 0: never; a
+    # batch starts as soon as the previous one is done, and requests queue behind it meanwhile.
+    batch_max_wait_seconds: float = Field(default=0.0, ge=0, le=1.0)
     # FAISS's own OpenMP threads per search: 1 keeps concurrent requests from fighting.
     faiss_threads: int = Field(default=1, ge=1, le=256)
     # When set, POST /v1/feedback needs it in the X-API-Key header.

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.anyio
 SERVICE_METRICS = {
     "veto_service_request_duration_seconds": "histogram",
     "veto_recommendations_served": "counter",
+    "veto_recommendation_batch_size": "histogram",
+    "veto_recommendation_queue_wait_seconds": "histogram",
     "veto_feedback_events": "counter",
     "veto_feedback_duplicates": "counter",
     "veto_feedback_rejected": "counter",

@@ -101,6 +101,24 @@ def test_batch_equals_single() -> None:
         np.testing.assert_allclose(batch[b], enc.encode(vectors, its, tys, user), rtol=1e-5)
 
 
+def test_encode_many_pads_histories_of_any_length_to_the_single_answers() -> None:
+    enc = _trained_like()
+    vectors = _items()
+    long = list(range(L + 2))  # beyond history_len: truncated, as encode does
+    histories = [
+        ([1, 2, 3], [LIKE, DISLIKE, LIKE], "u0"),
+        ([], [], None),
+        ([5], [SKIP], "stranger"),
+        (long, [DISLIKE] * len(long), "u2"),
+    ]
+    many = enc.encode_many(
+        vectors, [h[0] for h in histories], [h[1] for h in histories], [h[2] for h in histories]
+    )  # (B, D)
+    assert many.shape == (len(histories), D) and many.dtype == np.float32
+    for b, (its, tys, user) in enumerate(histories):
+        np.testing.assert_allclose(many[b], enc.encode(vectors, its, tys, user), rtol=1e-5)
+
+
 def test_dislike_with_initial_encoder_moves_user_away_from_item() -> None:
     enc = UserEncoder.initial(dim=D, history_len=L, n_types=N_EVENT_TYPES)
     vectors = _items()
