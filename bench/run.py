@@ -7,8 +7,10 @@
 
 Benchmarks: serving (GET req/s, p50/p99 vs a bare FastAPI fixed list), memory (service RSS
 vs N x D x 4), swap (hot swap under GET load), ingest (feedback events/s, single and batches
-of 100, vs a bare FastAPI POST), training (examples/s, bench/train.py), freshness
-(feedback-to-served-model lag, bench/train.py), soak (only with --soak or --only soak).
+of 100, vs a bare FastAPI POST), profile (CPU µs per GET and POST by category, from py-spy
+samples of ``veto serve``, vs the bare apps: bench/profile.py), training (examples/s,
+bench/train.py), freshness (feedback-to-served-model lag, bench/train.py), soak (only with
+--soak or --only soak).
 Load generators run in their own processes (aiohttp: bench/common.py for GETs,
 bench/loadgen.py for POSTs and mixes). Each benchmark writes bench/results/<name>.json; the
 Markdown table of every result there is printed and written to bench/results/summary.md.
