@@ -327,7 +327,9 @@ def profile_load(
         "other_top": top_other(samples),
         "unsampled": windows["plain"],
         "py_spy": " ".join(cmd[1:]),
-        "py_spy_summary": done.stderr.strip().splitlines()[-2:],
+        "py_spy_summary": [
+            line for line in (done.stdout + done.stderr).splitlines() if "Samples" in line
+        ],
         "service_code_from": sorted(service_roots),
     }
 
