@@ -263,8 +263,7 @@ def profile_load(
     """Drive ``target`` with ``mix``; sample it with py-spy for ``seconds`` once the load
     runs; CPU µs per completed request, total and by category."""
     spy = py_spy()
-    settle = 3.0  # the load generator process starts, connects and warms the server up
-    duration = settle + 2 * seconds + 6
+    duration = 2 * seconds + 20  # the generator's start, a warm-up second, both windows
     load = start_load(target.url, mix, concurrency=concurrency, duration=duration, warmup=0)
     out = workdir / f"{target.name}-{int(time.time() * 1000)}.txt"
     cmd = [spy, "record", "--pid", str(target.proc.pid), "--rate", str(rate)]
@@ -273,7 +272,8 @@ def profile_load(
         cmd.append("--nonblocking")
     pids = [target.proc.pid] + ([redis_pid] if redis_pid else [])
     try:
-        time.sleep(settle)
+        _wait_busy(target.proc.pid)  # the generator process is up and sending
+        time.sleep(1.0)
         plain = _Window.open(pids)  # the same load, not sampled: the cost without py-spy
         time.sleep(seconds)
         plain = plain.close(pids)
@@ -332,6 +332,19 @@ def profile_load(
         ],
         "service_code_from": sorted(service_roots),
     }
+
+
+def _wait_busy(pid: int, *, timeout: float = 60.0, share: float = 0.2) -> None:
+    """Return once ``pid`` uses more than ``share`` of a core (the load reached it)."""
+    deadline = time.monotonic() + timeout
+    before = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = cpu_seconds(pid)
+        if now - before > share * 0.25:
+            return
+        before = now
+    raise RuntimeError(f"no load reached pid {pid} within {timeout:g} s")
 
 
 @dataclass(frozen=True)
