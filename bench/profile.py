@@ -206,6 +206,18 @@ def top_other(
     return seen.most_common(n)
 
 
+def top_frames(
+    samples: Sequence[Sample], category: str, *, n: int = 6, source_line: SourceLine = _read_line
+) -> list[tuple[str, int]]:
+    """A category's samples by innermost module:function, most first."""
+    seen: Counter[str] = Counter()
+    for s in samples:
+        if s.frames and categorise(s.frames, source_line=source_line) == category:
+            leaf = s.frames[-1]
+            seen[f"{leaf.module}:{leaf.function}"] += s.count
+    return seen.most_common(n)
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, all its threads (/proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -325,6 +337,7 @@ def profile_load(
         "samples": total,
         "samples_by_category": counts,
         "other_top": top_other(samples),
+        "top_frames": {c: top_frames(samples, c) for c in CATEGORIES},
         "unsampled": windows["plain"],
         "py_spy": " ".join(cmd[1:]),
         "py_spy_summary": [
