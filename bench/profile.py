@@ -198,12 +198,7 @@ def top_other(
     samples: Sequence[Sample], *, n: int = 8, source_line: SourceLine = _read_line
 ) -> list[tuple[str, int]]:
     """What ``other`` holds: its samples by innermost module:function, most first."""
-    seen: Counter[str] = Counter()
-    for s in samples:
-        if s.frames and categorise(s.frames, source_line=source_line) == OTHER:
-            leaf = s.frames[-1]
-            seen[f"{leaf.module}:{leaf.function}"] += s.count
-    return seen.most_common(n)
+    return top_frames(samples, OTHER, n=n, source_line=source_line)
 
 
 def top_frames(

@@ -19,6 +19,7 @@ from bench.profile import (
     categorise,
     module_path,
     parse_raw,
+    top_frames,
     top_other,
 )
 
@@ -178,3 +179,13 @@ def test_other_is_listed_by_innermost_function() -> None:
 )
 def test_module_path_starts_at_the_package(path: str, expected: str) -> None:
     assert module_path(path, TREE) == expected
+
+
+def test_top_frames_names_what_a_category_spends_its_samples_on() -> None:
+    text = "\n".join(_raw(f, 2) for f, c in SAMPLES.values() if c == SERIALISATION)
+    top = dict(top_frames(parse_raw(text, tree=TREE), SERIALISATION, source_line=_source_line))
+    assert top == {
+        "fastapi/encoders.py:jsonable_encoder": 2,
+        "json/encoder.py:encode": 2,
+        "service/routes.py:recommendations": 2,
+    }
