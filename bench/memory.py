@@ -27,7 +27,7 @@ from bench.serve import PARTITIONS
 from bench.stack import Stack
 from service.model_holder import ServingModel
 from service.reloader import load_serving_model
-from service.retrieval import history_rows, search, user_vector
+from service.retrieval import history_rows, search
 from veto.artifacts import ITEM_VECTORS
 from veto.keys import UserKeys
 from veto.settings import ServiceSettings
@@ -142,7 +142,8 @@ def _user_vectors(stack: Stack, model: ServingModel, users: int) -> np.ndarray:
             history = client.lrange(UserKeys(user_id, PARTITIONS).history, 0, -1)
             item_rows, types = history_rows(model, history)
             if item_rows:
-                rows.append(user_vector(model, user_id, item_rows, types))
+                encoder = model.version.encoder
+                rows.append(encoder.encode(model.version.vectors, item_rows, types, user_id))
     finally:
         client.close()
     return np.ascontiguousarray(np.stack(rows), dtype=np.float32)

@@ -73,12 +73,20 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def start(name: str, cmd: list[str], *, env: dict[str, str], logdir: Path, port: int = 0) -> Child:
-    """Start ``cmd`` with its stdout and stderr in ``logdir/<name>.log``."""
+def start(
+    name: str,
+    cmd: list[str],
+    *,
+    env: dict[str, str],
+    logdir: Path,
+    port: int = 0,
+    cwd: Path | None = None,
+) -> Child:
+    """Start ``cmd`` (in ``cwd``) with its stdout and stderr in ``logdir/<name>.log``."""
     logdir.mkdir(parents=True, exist_ok=True)
     log = logdir / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     return Child(name=name, proc=proc, log=log, port=port)
 
 

@@ -16,6 +16,10 @@ from bench.common import machine, write_json
 RESULTS = Path(__file__).parent / "results"
 
 
+class Skipped(Exception):
+    """A benchmark that cannot run here (a missing tool); reported, not a failure."""
+
+
 @dataclass(frozen=True)
 class Figure:
     """One measured value, the reference it is compared with, and an optional aim."""

@@ -7,8 +7,10 @@
 
 Benchmarks: serving (GET req/s, p50/p99 vs a bare FastAPI fixed list), memory (service RSS
 vs N x D x 4), swap (hot swap under GET load), ingest (feedback events/s, single and batches
-of 100, vs a bare FastAPI POST), training (examples/s, bench/train.py), freshness
-(feedback-to-served-model lag, bench/train.py), soak (only with --soak or --only soak).
+of 100, vs a bare FastAPI POST), profile (CPU µs per GET and POST by category, from py-spy
+samples of ``veto serve``, vs the bare apps: bench/profile.py), training (examples/s,
+bench/train.py), freshness (feedback-to-served-model lag, bench/train.py), soak (only with
+--soak or --only soak).
 Load generators run in their own processes (aiohttp: bench/common.py for GETs,
 bench/loadgen.py for POSTs and mixes). Each benchmark writes bench/results/<name>.json; the
 Markdown table of every result there is printed and written to bench/results/summary.md.
@@ -25,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, memory, procs, serving, soak, swap
-from bench.report import RESULTS, Figure, load_all, machine_info, save, summary_markdown
+from bench import ingest, memory, procs, profile, serving, soak, swap
+from bench.report import RESULTS, Figure, Skipped, load_all, machine_info, save, summary_markdown
 from bench.stack import Stack, seeded_stack
 
-NAMES = ("serving", "memory", "swap", "ingest", "training", "freshness", "soak")
+NAMES = ("serving", "memory", "swap", "ingest", "profile", "training", "freshness", "soak")
 TRAIN_AIM = 50_000.0  # examples/s (issue 3)
 FRESHNESS_AIM = {100_000: 5.0, 1_000_000: 30.0}  # p50 seconds (issue 3)
 
@@ -130,6 +132,9 @@ class Runner:
         machine = machine_info()
         try:
             figures, details = body()
+        except Skipped as exc:
+            print(f"   skipped: {exc}", flush=True)
+            return
         except Exception as exc:  # one broken benchmark must not lose the others
             print(f"   FAILED: {type(exc).__name__}: {exc}", flush=True)
             self.failed.append(name)
@@ -158,9 +163,9 @@ def _label(n_items: int) -> str:
 
 
 def _serving_stack(runner: Runner, p: Plan, chosen: list[str], n_items: int) -> None:
-    """One seeded stack per catalog size: serving, memory, swap, ingest (in that order:
+    """One seeded stack per catalog size: serving, memory, swap, ingest, profile (in that order:
     ingest adds history, memory is read after serving load has touched the index)."""
-    wanted = [n for n in ("serving", "memory", "swap", "ingest") if n in chosen]
+    wanted = [n for n in ("serving", "memory", "swap", "ingest", "profile") if n in chosen]
     if not wanted:
         return
     with tempfile.TemporaryDirectory(prefix="veto-bench-") as tmp:
@@ -216,6 +221,17 @@ def _measure_stack(
         )
     if "ingest" in wanted:
         runner.run(f"ingest_{suffix}", lambda: ingest.measure(stack, refs["post"], **load))  # type: ignore[arg-type]
+    if "profile" in wanted:
+        runner.run(
+            f"profile_{suffix}",
+            lambda: profile.measure(
+                stack,
+                refs,
+                tree=str(Path(__file__).resolve().parent.parent),
+                concurrency=p.concurrency,
+                seconds=max(2, round(p.duration)),
+            ),
+        )
 
 
 def _training(p: Plan) -> tuple[list[Figure], dict[str, Any]]:
