@@ -136,6 +136,7 @@ def create_app(
         recommender=services.recommender,
         route=next(r for r in router.routes if getattr(r, "path", None) == RECOMMENDATIONS_PATH),
         max_k=settings.max_k,
+        retry_after_seconds=settings.retry_after_seconds,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body limit: an unauthenticated write is refused before its body is read.

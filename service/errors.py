@@ -95,6 +95,15 @@ def response_for(exc: VetoError, *, retry_after_seconds: int = 1) -> JSONRespons
     )
 
 
+def answer(exc: VetoError, *, method: str, path: str, retry_after_seconds: int) -> JSONResponse:
+    """``response_for`` a request's Veto error, logged when it is the service's fault (5xx):
+    what the route's handler and the recommendations fast path both answer."""
+    response = response_for(exc, retry_after_seconds=retry_after_seconds)
+    if response.status_code >= 500:
+        log.warning("%s %s -> %d: %s", method, path, response.status_code, exc)
+    return response
+
+
 def invalid_fields(
     message: str, errors: Sequence[FieldError], *, kind: type[InvalidInput] = InvalidInput
 ) -> InvalidInput:
@@ -143,11 +152,12 @@ def install(
 
     async def on_veto_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, VetoError)
-        response = response_for(exc, retry_after_seconds=retry_after_seconds)
-        if response.status_code >= 500:
-            log.warning(
-                "%s %s -> %d: %s", request.method, request.url.path, response.status_code, exc
-            )
+        response = answer(
+            exc,
+            method=request.method,
+            path=request.url.path,
+            retry_after_seconds=retry_after_seconds,
+        )
         if (
             on_invalid_feedback is not None
             and isinstance(exc, InvalidInput)

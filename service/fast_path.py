@@ -9,7 +9,8 @@ itself when every parameter comes in a plain form it checks exactly as the route
 characters, ``true``/``false``); anything else (an unknown or repeated parameter, another
 spelling of a number or a boolean, a path prefix, any error) goes on to the FastAPI route, which
 stays the API's definition: its OpenAPI entry, its validation, its error answers. A request the
-fast path takes is validated once, by it.
+fast path takes is validated once, by it; a Veto error it meets (an unknown category, no model
+yet) is answered by ``service.errors.answer``, the route handler's own answer.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.errors import answer
 from service.recommender import Recommender
 from service.routes import MAX_CATEGORY_LENGTH, MAX_EXCLUDES, RECOMMENDATIONS_PATH
+from veto.errors import VetoError
 from veto.ids import ID_PATTERN
 
 _PATH = re.compile(RECOMMENDATIONS_PATH.replace("{user_id}", "([^/]+)"))
@@ -41,27 +44,37 @@ class RecommendationsFastPath:
         recommender: Recommender,
         route: BaseRoute,
         max_k: int,
+        retry_after_seconds: int,
     ) -> None:
         self.app = app
         self.recommender = recommender
         self.route = route  # what request timing labels the answer with, as the router does
         self.max_k = max_k
+        self.retry_after_seconds = retry_after_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ask = _ask(scope, max_k=self.max_k)
         if ask is not None:
             user_id, k, exclude, category, include_seen = ask
+            scope["route"] = self.route
+            response: Response
             try:
                 found = await self.recommender.recommend(
                     user_id, k=k, exclude=exclude, category=category, include_seen=include_seen
                 )
-            except Exception:
-                pass  # the route answers it again, in the API's error shape
+            except VetoError as exc:
+                # Answered here as the route's handler would: computing it again through the
+                # route would run (and count) the request twice.
+                response = answer(
+                    exc,
+                    method="GET",
+                    path=scope["path"],
+                    retry_after_seconds=self.retry_after_seconds,
+                )
             else:
-                scope["route"] = self.route
                 response = Response(found.to_json(), media_type="application/json")
-                await response(scope, receive, send)
-                return
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 

@@ -1,6 +1,6 @@
 """The recommendations fast path: it takes only requests whose every parameter it checks as the
-route declares it, and answers them exactly as the FastAPI route does; the rest (and every
-error) is the route's."""
+route declares it, and answers them exactly as the FastAPI route does, errors in the route's
+error shape; the rest is the route's."""
 
 from __future__ import annotations
 
@@ -92,7 +92,12 @@ async def test_the_fast_path_answers_exactly_as_the_route(
             assert body == expected, url
         unknown = await client.get("/v1/users/ann/recommendations?category=nope")
         metrics = (await client.get("/metrics")).text
-    # An error is the route's answer, in the API's error shape.
+    # An error is the route's answer, in the API's error shape, and the request ran once:
+    # 12 plain requests, one at a time, then the unknown category (one batch each).
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "invalid_input"
+    assert unknown.json()["error"]["details"]["errors"][0]["field"] == "category"
+    assert "veto_recommendation_batch_size_count 13.0" in metrics
+    errored = 'route="/v1/users/{user_id}/recommendations",status="422"'
+    assert f'veto_service_request_duration_seconds_count{{method="GET",{errored}}} 1.0' in metrics
     timed = 'route="/v1/users/{user_id}/recommendations",status="200"'
     assert f'veto_service_request_duration_seconds_count{{method="GET",{timed}}} 12.0' in metrics
