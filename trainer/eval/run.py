@@ -181,11 +181,20 @@ def _responsiveness(
         start_events=options.sim_start_events,
         seed=0,
     )
-    prior = ItemFeedback.count(split.train, item_index).prior()
     served = options.strengths
+    rankers: dict[str, _Ranker] = {}  # one per objective: its users and the training prior
+
+    def ranker(objective: str) -> _Ranker:
+        if objective not in rankers:
+            dislike_input = options.train_config(objective, seed=0).dislike_input
+            rankers[objective] = _ranker(
+                models[objective], split, data, dislike_input=dislike_input
+            )
+        return rankers[objective]
 
     def run(objective: str, strengths: Strengths) -> tuple[FitResult, Responsiveness]:
         model = models[objective]
+        prior = ranker(objective).prior
         result = simulate(
             model.encoder,
             model.vectors,
@@ -204,8 +213,7 @@ def _responsiveness(
     for variant, objective, strengths in rungs:
         model, result = run(objective, strengths)
         # What the rung costs: its seed-0 test metrics, ranked as the rung ranks.
-        dislike_input = options.train_config(objective, seed=0).dislike_input
-        figures = _ranker(model, split, data, dislike_input=dislike_input).metrics(strengths)
+        figures = ranker(objective).metrics(strengths)
         out[variant] = {
             "objective": objective,
             "similarity": source,
