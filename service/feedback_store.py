@@ -3,6 +3,7 @@ popular-items counters. Every ``redis.RedisError`` leaves here as ``StoreUnavail
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -17,43 +18,43 @@ from redis.exceptions import NoScriptError, RedisError
 
 from veto import keys
 from veto.errors import StoreUnavailable
-from veto.events import EventType, FeedbackEvent, HistoryEntry
+from veto.events import EventType, FeedbackEvent, encode_entry
 
-# Per event: KEYS dedupe, stream, history, liked, disliked, popular;
-# ARGV type label, item id, history entry, n (flat stream field/value items), the items.
+# KEYS: every key the batch touches, each once (declared, so a cluster can route and check
+# the script). ARGV: dedupe TTL, history length, popular-counter TTL, then the events as one
+# JSON array of [kind, item, history entry, [key positions: dedupe, stream, history, liked,
+# disliked, popular], [stream field, value, ...]]. One argument instead of ~20 per event:
+# packing the command's arguments took three quarters of the client's CPU for a batch of 100.
 # Validation happened before: the script only fails on Redis-level errors.
 _WRITE_BATCH = """
 local ttl = tonumber(ARGV[1])
 local hlen = tonumber(ARGV[2])
 local pop_ttl = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-local a = 5
+local events = cjson.decode(ARGV[4])
 local flags = {}
 local accepted, duplicates = 0, 0
-for i = 0, n - 1 do
-  local k = i * 6
-  local kind, item, entry, nf = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  local fields = {}
-  for j = 1, nf do fields[j] = ARGV[a + 3 + j] end
-  a = a + 4 + nf
-  if redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', ttl) then
-    redis.call('XADD', KEYS[k + 2], '*', unpack(fields))
-    redis.call('LPUSH', KEYS[k + 3], entry)
-    redis.call('LTRIM', KEYS[k + 3], 0, hlen - 1)
+for i, ev in ipairs(events) do
+  local kind, item, entry, at = ev[1], ev[2], ev[3], ev[4]
+  local dedupe, stream, hist = KEYS[at[1]], KEYS[at[2]], KEYS[at[3]]
+  local liked, disliked, popular = KEYS[at[4]], KEYS[at[5]], KEYS[at[6]]
+  if redis.call('SET', dedupe, '1', 'NX', 'EX', ttl) then
+    redis.call('XADD', stream, '*', unpack(ev[5]))
+    redis.call('LPUSH', hist, entry)
+    redis.call('LTRIM', hist, 0, hlen - 1)
     if kind == 'like' then
-      redis.call('SADD', KEYS[k + 4], item)
-      redis.call('SREM', KEYS[k + 5], item)
-      redis.call('ZINCRBY', KEYS[k + 6], 1, item)
-      redis.call('EXPIRE', KEYS[k + 6], pop_ttl)
+      redis.call('SADD', liked, item)
+      redis.call('SREM', disliked, item)
+      redis.call('ZINCRBY', popular, 1, item)
+      redis.call('EXPIRE', popular, pop_ttl)
     elseif kind == 'dislike' then
-      redis.call('SADD', KEYS[k + 5], item)
-      redis.call('SREM', KEYS[k + 4], item)
+      redis.call('SADD', disliked, item)
+      redis.call('SREM', liked, item)
     end
     accepted = accepted + 1
-    flags[i + 1] = 1
+    flags[i] = 1
   else
     duplicates = duplicates + 1
-    flags[i + 1] = 0
+    flags[i] = 0
   end
 end
 return {accepted, duplicates, flags}
@@ -164,23 +165,37 @@ class FeedbackStore:
     async def write_batch(self, events: Sequence[FeedbackEvent]) -> WriteResult:
         """Write a validated batch atomically (one Lua script); duplicates by event id are
         skipped. Returns how many were new and how many were duplicates."""
-        key_list: list[str] = []
-        args: list[Any] = [self.dedupe_ttl_seconds, self.history_len, 8 * 86_400, len(events)]
+        positions: dict[str, int] = {}  # key -> its 1-based position in KEYS
+
+        def at(key: str) -> int:
+            return positions.setdefault(key, len(positions) + 1)
+
+        days: dict[float, str] = {}  # a batch shares one ingest time: format the day once
+        packed: list[list[Any]] = []
         for ev in events:
             uk = keys.UserKeys(ev.user_id, self.partitions)
-            key_list += [
-                uk.dedupe(ev.event_id),
-                uk.stream,
-                uk.history,
-                uk.liked,
-                uk.disliked,
-                keys.popular(uk.partition, day_of(ev.ingest_time)),
+            day = days.get(ev.ingest_time) or days.setdefault(
+                ev.ingest_time, day_of(ev.ingest_time)
+            )
+            where = [
+                at(uk.dedupe(ev.event_id)),
+                at(uk.stream),
+                at(uk.history),
+                at(uk.liked),
+                at(uk.disliked),
+                at(keys.popular(uk.partition, day)),
             ]
-            entry = HistoryEntry(item_id=ev.item_id, type=ev.type, timestamp=ev.timestamp)
+            entry = encode_entry(ev.item_id, ev.type, ev.timestamp)
             fields = [x for pair in ev.to_fields().items() for x in pair]
-            args += [ev.type.label, ev.item_id, entry.encode(), len(fields), *fields]
+            packed.append([ev.type.label, ev.item_id, entry, where, fields])
+        args: list[str | int] = [
+            self.dedupe_ttl_seconds,
+            self.history_len,
+            8 * 86_400,
+            json.dumps(packed),
+        ]
         try:
-            accepted, duplicates, flags = await self._script(keys=key_list, args=args)
+            accepted, duplicates, flags = await self._script(keys=list(positions), args=args)
         except RedisError as exc:
             raise StoreUnavailable(f"cannot write feedback: {exc}") from exc
         new = tuple(ev for ev, flag in zip(events, flags, strict=True) if flag)

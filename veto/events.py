@@ -17,14 +17,23 @@ class EventType(enum.IntEnum):
 
     @classmethod
     def parse(cls, name: str) -> EventType:
-        return cls[name.upper()]
+        return _BY_LABEL.get(name) or cls[name.upper()]
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        # A lookup, not name.lower(): an enum's name is a descriptor call, and the write path
+        # asks for the label of every event of every batch.
+        return _LABELS[self]
 
 
+_LABELS = {t: t.name.lower() for t in EventType}
+_BY_LABEL = {label: t for t, label in _LABELS.items()}
 N_EVENT_TYPES = len(EventType)
+
+
+def encode_entry(item_id: str, type: EventType, timestamp: float) -> str:
+    """A history entry as Redis keeps it (``HistoryEntry.encode``), without building one."""
+    return f"{int(type)}|{item_id}|{timestamp!r}"
 
 
 class Interaction(NamedTuple):
@@ -87,7 +96,7 @@ class HistoryEntry:
     timestamp: float
 
     def encode(self) -> str:
-        return f"{int(self.type)}|{self.item_id}|{self.timestamp!r}"
+        return encode_entry(self.item_id, self.type, self.timestamp)
 
     @classmethod
     def decode(cls, raw: str) -> HistoryEntry:
