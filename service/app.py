@@ -12,6 +12,10 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from service import errors
+from service.catalog_desk import CatalogDesk
+from service.catalog_mirror import CatalogMirror
+from service.catalog_routes import WRITE_ROUTES, build_catalog_router
+from service.catalog_store import CatalogStore
 from service.deps import Services
 from service.fast_path import RecommendationsFastPath
 from service.feedback import FeedbackDesk
@@ -49,6 +53,7 @@ def create_app(
         )
     metrics = ServiceMetrics(registry)
     holder = ModelHolder()
+    catalog = CatalogStore(store.client)
     metrics.track_model_age(
         lambda: holder.current.version.manifest.created_at if holder.current else None
     )
@@ -73,11 +78,13 @@ def create_app(
             ),
             batch_max_size=settings.batch_max_size,
             batch_max_wait=settings.batch_max_wait_seconds,
+            catalog=CatalogMirror(catalog),
         ),
         desk=FeedbackDesk(
             holder,
             store,
             metrics,
+            catalog=catalog,
             max_batch=settings.max_batch,
             max_skew_seconds=settings.max_clock_skew_seconds,
         ),
@@ -124,6 +131,7 @@ def create_app(
     )
     app.state.services = services
     app.state.reloader = reloader
+    app.state.catalog_desk = CatalogDesk(holder, catalog, max_batch=settings.catalog_max_batch)
     errors.install(
         app,
         retry_after_seconds=settings.retry_after_seconds,
@@ -131,6 +139,7 @@ def create_app(
     )
     router = build_router(settings)
     app.include_router(router)
+    app.include_router(build_catalog_router())
     app.add_middleware(
         RecommendationsFastPath,
         recommender=services.recommender,
@@ -141,6 +150,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body limit: an unauthenticated write is refused before its body is read.
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    app.add_middleware(ApiKeyGuard, api_key=api_key, routes=frozenset({("POST", "/v1/feedback")}))
+    guarded = frozenset({("POST", "/v1/feedback"), *WRITE_ROUTES})
+    app.add_middleware(ApiKeyGuard, api_key=api_key, routes=guarded)
     app.add_middleware(RequestTiming, metrics=metrics)
     return app

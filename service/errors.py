@@ -7,7 +7,7 @@ unhandled. Bad input names each bad field as a ``FieldError`` in ``details["erro
 service-only errors live here because only HTTP gives them meaning:
 
     VetoError
-    ├── NotFound         an item id in a URL that the current model does not know (404)
+    ├── NotFound         an item id in a URL that does not exist, or has no vector (404)
     └── Unauthorized     a missing or wrong API key (401)
 """
 
@@ -46,7 +46,7 @@ class FieldError(TypedDict):
     """One bad field of a request, an entry of an invalid-input error's ``details["errors"]``."""
 
     location: str  # "query", "path", "body", ... or "request"
-    index: int | None  # the event in a feedback batch, or the element of a list parameter
+    index: int | None  # the event or item in a batch, or the element of a list parameter
     field: str
     message: str
 
@@ -119,7 +119,7 @@ def validation_details(errors: Sequence[Any]) -> list[FieldError]:
         location = str(loc[0]) if loc else "request"
         rest = loc[1:]
         index: int | None = None
-        if len(rest) >= 2 and rest[0] == "events" and isinstance(rest[1], int):
+        if len(rest) >= 2 and rest[0] in ("events", "items") and isinstance(rest[1], int):
             index, rest = rest[1], rest[2:]
         elif len(rest) == 2 and isinstance(rest[1], int):
             # One element of a list parameter (``exclude``): the list is the field.

@@ -1,4 +1,4 @@
-"""The write side of the API: validate a batch against the served catalog, write it
+"""The write side of the API: validate a batch against the catalog, write it
 atomically and count what was accepted. (A refused batch is counted at the HTTP edge, with
 the ones refused by the schema: ``service.errors``.)"""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from service.catalog_store import CatalogStore
 from service.feedback_store import FeedbackStore, WriteResult
 from service.intake import to_events
 from service.metrics import ServiceMetrics
@@ -24,12 +25,14 @@ class FeedbackDesk:
         store: FeedbackStore,
         metrics: ServiceMetrics,
         *,
+        catalog: CatalogStore | None = None,
         max_batch: int,
         max_skew_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._holder = holder
         self._store = store
+        self._catalog = catalog or CatalogStore(store.client)
         self._metrics = metrics
         self._max_batch = max_batch
         self._max_skew = max_skew_seconds
@@ -37,9 +40,17 @@ class FeedbackDesk:
 
     async def submit(self, batch: FeedbackBatch) -> tuple[FeedbackResult, WriteResult]:
         """Validate and write a batch; InvalidInput (nothing written) or StoreUnavailable."""
+        model = snapshot(self._holder)
+        if len(batch.events) > self._max_batch:
+            states: dict[str, str | None] = {}  # refused by size below, before any read
+        else:
+            # One round trip more per batch: a deletion by another replica a moment ago
+            # must already refuse the item here.
+            states = await self._catalog.states([ev.item_id for ev in batch.events])
         events = to_events(
             batch,
-            snapshot(self._holder),
+            model,
+            catalog=states,
             now=self._clock(),
             max_batch=self._max_batch,
             max_skew_seconds=self._max_skew,

@@ -1,14 +1,17 @@
-"""Feedback intake: a parsed batch checked against the current catalog and the clock, turned
-into ``FeedbackEvent``s. Pure: the model snapshot and ``now`` are passed in."""
+"""Feedback intake: a parsed batch checked against the catalog and the clock, turned into
+``FeedbackEvent``s. Pure: the model snapshot, the items' catalog states and ``now`` are
+passed in. An item exists by ``veto.items``' rule: the catalog has it (hidden or not), or the
+served model has it and the catalog did not delete it."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from service.errors import FieldError, invalid_fields
 from service.model_holder import ServingModel
 from service.schemas import FeedbackBatch
+from veto import items
 from veto.errors import InvalidInput, TooLarge, UnknownItem
 from veto.events import EventType, FeedbackEvent
 
@@ -21,12 +24,14 @@ def to_events(
     batch: FeedbackBatch,
     model: ServingModel,
     *,
+    catalog: Mapping[str, str | None],
     now: float,
     max_batch: int,
     max_skew_seconds: float,
     new_id: Callable[[], str] = _new_event_id,
 ) -> list[FeedbackEvent]:
-    """Validated events of a batch, or an error naming every bad event (nothing is kept)."""
+    """Validated events of a batch, or an error naming every bad event (nothing is kept).
+    ``catalog``: each item's catalog state (``veto.items``), None where it has no word."""
     n = len(batch.events)
     if n > max_batch:
         raise TooLarge(
@@ -37,7 +42,7 @@ def to_events(
     unknown_only = True
     rows = model.version.item_ids.rows([ev.item_id for ev in batch.events]).tolist()
     for i, (ev, row) in enumerate(zip(batch.events, rows, strict=True)):
-        if row < 0:
+        if not exists(ev.item_id, row, catalog):
             errors.append(_error(i, "item_id", f"unknown item {ev.item_id!r}"))
         if ev.timestamp is not None and ev.timestamp > now + max_skew_seconds:
             unknown_only = False
@@ -58,6 +63,14 @@ def to_events(
         )
         for ev in batch.events
     ]
+
+
+def exists(item_id: str, row: int, catalog: Mapping[str, str | None]) -> bool:
+    """Whether an item exists: ``row`` is its row in the served model (-1: none)."""
+    state = catalog.get(item_id)
+    if state is None:
+        return row >= 0
+    return state != items.DELETED
 
 
 def _error(index: int, field: str, message: str) -> FieldError:

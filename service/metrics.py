@@ -95,6 +95,11 @@ class ServiceMetrics:
             "Items returned to a user who disliked them (must stay 0)",
             registry=r,
         )
+        self.withheld_item_served = Counter(
+            "veto_withheld_item_served_total",
+            "Items returned although the catalog hides or deleted them (must stay 0)",
+            registry=r,
+        )
         self.model_version = Gauge(
             "veto_model_version", "The model version this replica serves", registry=r
         )

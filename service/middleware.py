@@ -4,9 +4,11 @@ route template, the API key on writes, and the request body size limit."""
 from __future__ import annotations
 
 import hmac
+import re
 import time
 
 from prometheus_client import Histogram
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import Unauthorized, response_for
@@ -91,22 +93,30 @@ class BodyLimit:
 
 
 class ApiKeyGuard:
-    """Refuses requests to ``routes`` (method, path) without the configured ``X-API-Key``
-    (401) before their body is read or parsed: an unauthenticated client learns nothing about
-    its body. The only check of the key (the routes merely document the header)."""
+    """Refuses requests to ``routes`` (method, path template such as ``/v1/items/{item_id}``)
+    without the configured ``X-API-Key`` (401) before their body is read or parsed: an
+    unauthenticated client learns nothing about its body. The only check of the key (the
+    routes merely document the header). A template matches the paths the router matches it
+    with (Starlette's own compiled pattern), so no spelling of a path reaches the route
+    unguarded."""
 
     def __init__(
         self, app: ASGIApp, *, api_key: str | None, routes: frozenset[tuple[str, str]]
     ) -> None:
         self.app = app
         self.expected = None if api_key is None else api_key.encode()
-        self.routes = routes
+        self.routes: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+            (method, compile_path(template)[0]) for method, template in sorted(routes)
+        )
+
+    def _guards(self, method: str, path: str) -> bool:
+        return any(m == method and pattern.match(path) for m, pattern in self.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             self.expected is None
             or scope["type"] != "http"
-            or (scope["method"], _route_path(scope)) not in self.routes
+            or not self._guards(scope["method"], _route_path(scope))
         ):
             await self.app(scope, receive, send)
             return

@@ -31,6 +31,9 @@ class ServingModel:
     category_codes: I32  # (N,) one code per category, -1 = no category
     popular_rows: tuple[int, ...]  # rows of the version's popular items, most popular first
     search_cost: int = 0  # item vectors one index search compares against (flat: N)
+    # (N,) False for the rows the catalog withholds (hidden, deleted): never served, whatever
+    # the version says. None: all servable. Set by service.catalog_mirror, per catalog state.
+    servable: npt.NDArray[np.bool_] | None = None
 
     @property
     def number(self) -> int:

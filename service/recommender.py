@@ -3,8 +3,11 @@
 Concurrent recommendation requests are served in batches (``service.batcher``): a batch takes
 ``holder.current`` once and uses that snapshot for every request in it, reads every user's
 state in one Redis round trip, encodes the users and searches the index once, then applies
-each request's own filters. Redis being down is not an error here: the batch is computed
-without the users' histories and each answer is marked degraded.
+each request's own filters. The same round trip reads the catalog generation: a batch
+after a catalog write first catches up (``service.catalog_mirror``), so a hidden or deleted
+item is masked out from the next batch on, on every replica. Redis being down is not an
+error here: the batch is computed without the users' histories (and with the last catalog
+state seen) and each answer is marked degraded.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import ParamSpec, TypeVar
 import numpy as np
 
 from service.batcher import Batcher
+from service.catalog_mirror import CatalogMirror
+from service.catalog_store import CatalogStore
 from service.errors import NotFound
 from service.feedback_store import FeedbackStore, UserState
 from service.metrics import ServiceMetrics
@@ -35,6 +40,7 @@ from service.retrieval import (
     rank_many,
 )
 from service.schemas import RecommendationsBody, ScoredItem, SimilarItems
+from veto import items
 from veto.errors import InvalidInput, NoModelVersion, StoreUnavailable
 from veto.ranking import OFF, Strengths, penalty_sources
 
@@ -94,8 +100,10 @@ class Recommender:
         strengths: Strengths = OFF,
         batch_max_size: int = 64,
         batch_max_wait: float = 0.0,
+        catalog: CatalogMirror | None = None,
     ) -> None:
         self._holder = holder
+        self._catalog = catalog or CatalogMirror(CatalogStore(store.client))
         self._store = store
         self._popular = popular
         self._metrics = metrics
@@ -123,12 +131,15 @@ class Recommender:
 
     async def _serve(self, asks: list[Ask]) -> list[Outcome]:
         """One batch: its answers in order, or the error of a request (an unknown category)."""
-        model = snapshot(self._holder)
+        version = snapshot(self._holder)
         degraded = False
+        generation: int | None = None
         try:
-            states = await self._store.read_users([ask.user_id for ask in asks])
+            generation, states = await self._store.read_batch([ask.user_id for ask in asks])
         except StoreUnavailable:
             states, degraded = [_EMPTY] * len(asks), True
+        await self._catalog.refresh(generation)
+        model = self._catalog.serving(version)
         outcomes: list[Outcome | None] = [None] * len(asks)
         personal: dict[int, Query] = {}
         popular: dict[int, _Fallback] = {}
@@ -189,6 +200,10 @@ class Recommender:
         leaked = sum(1 for item in items if item in state.disliked)
         if leaked:
             self._metrics.disliked_item_served.inc(leaked)
+        if model.servable is not None and ranked.rows.size:
+            withheld = int(ranked.rows.size - np.count_nonzero(model.servable[ranked.rows]))
+            if withheld:
+                self._metrics.withheld_item_served.inc(withheld)
         return RecommendationsBody(
             user_id=ask.user_id,
             item_ids=items,
@@ -206,10 +221,13 @@ class Recommender:
         return fn(*args, **kwargs)
 
     async def similar(self, item_id: str, *, k: int) -> SimilarItems:
-        """The k items nearest to one item (itself excluded); NotFound for an unknown item."""
-        model = snapshot(self._holder)
+        """The k items nearest to one item (itself excluded), none the catalog withholds;
+        NotFound for an item the model has no vector for or the catalog deleted."""
+        version = snapshot(self._holder)
+        await self._catalog.refresh_now()
+        model = self._catalog.serving(version)
         row = model.version.item_ids.get(item_id)
-        if row is None:
+        if row is None or self._catalog.withheld.get(item_id) == items.DELETED:
             raise NotFound(f"unknown item {item_id[:40]!r} in model version {model.number}")
         vector = np.asarray(model.version.vectors[row], dtype=np.float32)  # (D,)
         blocked = np.asarray([row], dtype=np.int64)

@@ -24,6 +24,17 @@ F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
 
+def servable(model: ServingModel, ids: I64) -> npt.NDArray[np.bool_] | None:
+    """(M,) which candidate rows ``ids`` (M,) the catalog lets us serve (``-1`` slots are
+    dropped anyway); None when it withholds nothing. Rows it withholds are filtered like the
+    blocked ones, but from one per-version mask: no per-request set of them, and the fetch is
+    widened only when they really took a place."""
+    if model.servable is None:
+        return None
+    mask: npt.NDArray[np.bool_] = model.servable[np.maximum(ids, 0)]
+    return mask
+
+
 @dataclass(frozen=True)
 class Ranked:
     """Rows of the chosen items, best first, and their scores."""
@@ -138,7 +149,9 @@ def search(
         scores, ids = model.version.nearest(query, fetch)  # (1, M) each
         rows = ids[0].astype(np.int64)  # (M,)
         vals = adjusted(model, scores[0], rows, adjustment)
-        top, top_vals = select_top_k(vals, rows, k=k, blocked=blocked)
+        top, top_vals = select_top_k(
+            vals, rows, k=k, blocked=blocked, allowed=servable(model, rows)
+        )
         if top.size >= k or fetch >= n_items:
             return Ranked(top, top_vals)
         fetch = min(n_items, fetch * 4)
@@ -155,7 +168,8 @@ def scan(
 ) -> Ranked:
     """Best k of ``rows`` (a category) for ``vector``, exactly, without ``blocked``."""
     scores, ids = scan_rows(model.version.vectors, rows, vector)
-    top, vals = select_top_k(adjusted(model, scores, ids, adjustment), ids, k=k, blocked=blocked)
+    vals = adjusted(model, scores, ids, adjustment)
+    top, vals = select_top_k(vals, ids, k=k, blocked=blocked, allowed=servable(model, ids))
     return Ranked(top, vals)
 
 
@@ -242,7 +256,9 @@ def search_many(
     vals = adjusted_many(model, scores, ids, [q.disliked for q in queries], strengths)  # (B, M)
     out: list[Ranked] = []
     for b, q in enumerate(queries):
-        top, top_vals = select_top_k(vals[b], ids[b], k=q.k, blocked=q.blocked)
+        top, top_vals = select_top_k(
+            vals[b], ids[b], k=q.k, blocked=q.blocked, allowed=servable(model, ids[b])
+        )
         if top.size < q.k and fetch[b] < n_items:
             adjustment = Adjustment(q.disliked, strengths)
             widened = search(
@@ -271,6 +287,7 @@ def fallback(
     list (score 0), then, if still short, the rest of the allowed rows: never empty-handed."""
     blocked_set = set(blocked.tolist())
     allowed_set = None if allowed is None else set(allowed.tolist())
+    withheld = model.servable
     seen: set[int] = set()
     rows: list[int] = []
     scores: list[float] = []
@@ -280,6 +297,7 @@ def fallback(
             row in seen
             or row in blocked_set
             or (allowed_set is not None and row not in allowed_set)
+            or (withheld is not None and not withheld[row])
         ):
             return
         seen.add(row)
@@ -303,6 +321,8 @@ def fallback(
     if len(rows) < k:
         # Enough of the pool's first rows to fill k past those blocked or already offered.
         limit = k + len(blocked_set) + len(seen)
+        if withheld is not None:
+            limit += int(withheld.size - np.count_nonzero(withheld))
         n_items = model.version.manifest.n_items
         pool = allowed[:limit].tolist() if allowed is not None else range(min(limit, n_items))
         for row in pool:

@@ -29,9 +29,9 @@ from veto.settings import ServiceSettings
 MAX_EXCLUDES = 100
 MAX_CATEGORY_LENGTH = 128
 RECOMMENDATIONS_PATH = "/v1/users/{user_id}/recommendations"
-# The X-API-Key header as the spec declares it. The key is checked by
-# service.middleware.ApiKeyGuard, before the body is read; the route only documents it.
-_API_KEY_HEADER: dict[str, Any] = {
+# The X-API-Key header as the spec declares it (feedback and the catalog writes). The key is
+# checked by service.middleware.ApiKeyGuard, before the body is read; routes only document it.
+API_KEY_HEADER: dict[str, Any] = {
     "name": "x-api-key",
     "in": "header",
     "required": False,
@@ -39,7 +39,7 @@ _API_KEY_HEADER: dict[str, Any] = {
 }
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` for error answers in the one error shape (Retry-After on 503)."""
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
@@ -60,7 +60,7 @@ def build_router(settings: ServiceSettings) -> APIRouter:
     @router.get(
         RECOMMENDATIONS_PATH,
         response_model=Recommendations,
-        responses=_errors(422, 503),
+        responses=error_responses(422, 503),
     )
     async def recommendations(
         user_id: UserId,
@@ -81,8 +81,8 @@ def build_router(settings: ServiceSettings) -> APIRouter:
     @router.post(
         "/v1/feedback",
         response_model=FeedbackResult,
-        responses=_errors(401, 413, 422, 503),
-        openapi_extra={"parameters": [_API_KEY_HEADER]},
+        responses=error_responses(401, 413, 422, 503),
+        openapi_extra={"parameters": [API_KEY_HEADER]},
     )
     async def feedback(
         batch: FeedbackBatch, desk: DeskDep, services: ServicesDep, background: BackgroundTasks
@@ -95,7 +95,7 @@ def build_router(settings: ServiceSettings) -> APIRouter:
     @router.get(
         "/v1/items/{item_id}/similar",
         response_model=SimilarItems,
-        responses=_errors(404, 422, 503),
+        responses=error_responses(404, 422, 503),
     )
     async def similar(item_id: ItemId, recommender: RecommenderDep, k: K = 10) -> SimilarItems:
         return await recommender.similar(item_id, k=k)
@@ -104,7 +104,7 @@ def build_router(settings: ServiceSettings) -> APIRouter:
     async def healthz() -> Health:
         return Health(status="ok")
 
-    @router.get("/readyz", response_model=Health, responses=_errors(503))
+    @router.get("/readyz", response_model=Health, responses=error_responses(503))
     async def readyz(services: ServicesDep) -> Response:
         model = services.holder.current
         if model is None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 from pydantic_core import to_json
 
 from veto.ids import ID_PATTERN
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+MAX_LABELS = 32
+# Categories and labels are values in Redis, never part of a key: any text, bounded.
+Category = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 EventTypeName = Literal["like", "dislike", "click", "skip"]
 
 
@@ -82,6 +86,50 @@ class FeedbackBatch(BaseModel):
 class FeedbackResult(BaseModel):
     accepted: int
     duplicates: int
+
+
+class ItemFields(BaseModel):
+    """A catalog item's metadata as a client writes it. Fields left out keep their value
+    (an item created without them has no category, no labels, and is not hidden); a null
+    category clears it (the model version's category then applies)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    category: Category | None = None
+    labels: Annotated[list[Label], Field(max_length=MAX_LABELS)] = Field(default_factory=list)
+    hidden: StrictBool = False
+
+    def given(self) -> dict[str, Any]:
+        """The fields the client sent, as ``veto.items.put`` takes them."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ItemIn(ItemFields):
+    """One item of a batch upsert."""
+
+    item_id: Id
+
+
+class ItemBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[list[ItemIn], Field(min_length=1)]
+
+
+class Item(BaseModel):
+    """A catalog item, and whether the served model version has learned a vector for it."""
+
+    item_id: str
+    category: str | None
+    labels: list[str]
+    hidden: bool
+    learned: bool
+    model_version: int | None
+
+
+class ItemsWritten(BaseModel):
+    written: int
+    generation: int  # the catalog generation after the write
 
 
 class Health(BaseModel):

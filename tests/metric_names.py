@@ -30,6 +30,7 @@ CONTRACT = {
     "veto_feedback_duplicates_total": "counter",
     "veto_feedback_rejected_total": "counter",
     "veto_disliked_item_served_total": "counter",
+    "veto_withheld_item_served_total": "counter",
     "veto_model_version": "gauge",
     "veto_model_age_seconds": "gauge",
     "veto_feedback_to_model_lag_seconds": "histogram",

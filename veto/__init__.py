@@ -9,6 +9,7 @@ argparse (``tests/veto/test_layout.py``). Its public surface, one module per nou
     registry    the current-version pointer and its notice
     artifacts   the model-version format: write_version, load_version, Manifest, Watermark
     catalog     ItemIds, Categories: a version's catalog in compact arrays
+    items       the catalog in Redis: which items exist, the write script, bootstrap seeding
     search      nearest: the item search the service serves and the trainer's recall measures
     encoder     UserEncoder, the NumPy user tower the service runs
     ranking     adjust_scores, the scoring core the service and ``veto eval`` share
@@ -26,6 +27,7 @@ __all__ = [
     "errors",
     "events",
     "ids",
+    "items",
     "keys",
     "ranking",
     "registry",

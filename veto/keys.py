@@ -12,6 +12,17 @@ live in one Redis Cluster slot and one user's write is a single Lua transaction.
     veto:{p3}:pop:<yyyymmdd>      zset      likes per item that day, in this partition
     veto:model:current            string    the current model version (an integer)
     veto:model:notify             channel   published to after the pointer changes
+
+The catalog (``veto.items``) shares one hash tag, ``{catalog}``, so one batch of item writes
+(records, the serving indexes, the change log and the generation) is one Lua transaction:
+
+    veto:{catalog}:item:<item>    hash      an item's record: category, labels (JSON), hidden
+    veto:{catalog}:categories     hash      item -> category, for the items that have one
+    veto:{catalog}:withheld       hash      item -> "hidden" | "deleted": never served
+    veto:{catalog}:log            stream    one entry per item write: item, state, category,
+                                            generation (trimmed, approximately)
+    veto:{catalog}:gen            string    the catalog generation: +1 per write, read with
+                                            every recommendation batch's user state
 """
 
 from __future__ import annotations
@@ -22,6 +33,11 @@ PREFIX = "veto"
 MODEL_POINTER = f"{PREFIX}:model:current"
 MODEL_CHANNEL = f"{PREFIX}:model:notify"
 CONSUMER_GROUP = "trainer"
+_CATALOG = f"{PREFIX}:{{catalog}}"
+CATALOG_GENERATION = f"{_CATALOG}:gen"
+CATALOG_LOG = f"{_CATALOG}:log"
+CATALOG_WITHHELD = f"{_CATALOG}:withheld"
+CATALOG_CATEGORIES = f"{_CATALOG}:categories"
 
 
 def partition_of(user_id: str, partitions: int) -> int:
@@ -43,6 +59,11 @@ def streams(partitions: int) -> list[str]:
 
 def popular(partition: int, day: str) -> str:
     return f"{_tag(partition)}:pop:{day}"
+
+
+def item(item_id: str) -> str:
+    """The record of a catalog item; ``item_id`` must be a valid id (``veto.ids``)."""
+    return f"{_CATALOG}:item:{item_id}"
 
 
 class UserKeys:

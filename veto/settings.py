@@ -49,6 +49,8 @@ class ServiceSettings(CommonSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     max_k: int = Field(default=200, ge=1, le=10_000)
     max_batch: int = Field(default=1000, ge=1, le=100_000)
+    # Items in one POST /v1/items:batch: one Lua transaction, which blocks Redis while it runs.
+    catalog_max_batch: int = Field(default=1000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Extra candidates fetched from FAISS on top of k + the user's filtered items: the
     # serving-time adjustment (veto.ranking) can only reorder what was fetched.
@@ -80,7 +82,7 @@ class ServiceSettings(CommonSettings):
     batch_max_wait_seconds: float = Field(default=0.0, ge=0, le=1.0)
     # FAISS's own OpenMP threads per search: 1 keeps concurrent requests from fighting.
     faiss_threads: int = Field(default=1, ge=1, le=256)
-    # When set, POST /v1/feedback needs it in the X-API-Key header.
+    # When set, POST /v1/feedback and the catalog writes need it in the X-API-Key header.
     api_key: SecretStr | None = None
     # Share of accepted dislikes whose counterfactual responsiveness is measured, off the
     # request path, in a bounded queue (a full queue drops the sample, never the request).

@@ -33,6 +33,7 @@ SERVICE_METRICS = {
     "veto_feedback_duplicates": "counter",
     "veto_feedback_rejected": "counter",
     "veto_disliked_item_served": "counter",
+    "veto_withheld_item_served": "counter",
     "veto_model_version": "gauge",
     "veto_model_age_seconds": "gauge",
     "veto_feedback_to_model_lag_seconds": "histogram",

@@ -270,12 +270,12 @@ class _SwapDuringRead(FeedbackStore):
     holder: ModelHolder
     next_model: ServingModel | None = None
 
-    async def read_users(self, user_ids: Sequence[str]) -> list[UserState]:
-        states = await super().read_users(user_ids)
+    async def read_batch(self, user_ids: Sequence[str]) -> tuple[int, list[UserState]]:
+        found = await super().read_batch(user_ids)
         if self.next_model is not None:
             self.holder.swap(self.next_model)
             self.next_model = None
-        return states
+        return found
 
 
 async def test_a_batch_is_answered_from_the_snapshot_it_started_with(
