@@ -1,13 +1,17 @@
 """``veto bootstrap``: build the catalog and version 1 from a dataset.
 
-Reads top to bottom: settings, dataset, examples, pre-training, version, histories, publish.
-Everything that can be validated is validated before anything is written; the version is
-published last, once the users' histories it will be served with are in Redis.
+Reads top to bottom: settings, dataset, examples, pre-training, version, histories, catalog,
+publish. Everything that can be validated is validated before anything is written; the version
+is published last, once the users' histories and the catalog (``veto.items``: every item with
+its category) it will be served with are in Redis. With ``--if-empty`` and a version already
+published, a deployment whose catalog was never written (bootstrapped before the catalog
+existed) gets it seeded from the served version's items and categories.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -23,8 +27,8 @@ from trainer.online.export import popular_items, write_model
 from trainer.online.histories import load_histories
 from trainer.online.index import build_index
 from trainer.online.replay import ReplayBuffer
-from veto import registry
-from veto.artifacts import Watermark, version_dir
+from veto import items, keys, registry
+from veto.artifacts import ITEM_CATEGORIES, ITEM_IDS, Watermark, version_dir
 from veto.connection import connect
 from veto.errors import ConfigError, NoModelVersion, StoreUnavailable, VetoError, report
 from veto.settings import TrainerSettings, load_settings
@@ -65,7 +69,9 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
     except redis.RedisError as exc:
         raise StoreUnavailable(f"Redis at {settings.redis_url} is unavailable: {exc}") from exc
     if args.if_empty and (current := _published(client)) is not None:
-        print(f"veto bootstrap: version {current} is already published; nothing to do")
+        seeded = _seed_from_version(client, settings, current)
+        extra = f"; catalog seeded with its {seeded} items" if seeded else ""
+        print(f"veto bootstrap: version {current} is already published{extra}; nothing to do")
         return 0
     if args.like_min <= args.dislike_max:
         raise ConfigError("--like-min must be above --dislike-max")
@@ -131,6 +137,8 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
             history_len=settings.history_len,
             progress=progress,
         )
+        _status(f"seeding the catalog ({len(dataset.item_ids)} items) ...", progress)
+        items.seed(client, zip(dataset.item_ids, dataset.categories, strict=True))
         registry.publish(client, version)
     except BaseException:
         # Never published: remove it so that a retry starts from the same state.
@@ -142,6 +150,20 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
         f"final loss {loss:.4f}) in {time.perf_counter() - started:.1f}s"
     )
     return version
+
+
+def _seed_from_version(client: redis.Redis, settings: TrainerSettings, version: int) -> int:
+    """Seed a catalog that was never written from ``version``'s items and categories; 0 when
+    the catalog has been written to (it is the source of truth then) or the files are gone."""
+    if client.exists(keys.CATALOG_GENERATION):
+        return 0
+    path = version_dir(settings.artifacts_dir, version)
+    try:
+        item_ids = json.loads((path / ITEM_IDS).read_text())
+        categories = json.loads((path / ITEM_CATEGORIES).read_text())
+    except (OSError, ValueError):
+        return 0  # the service keeps treating the version's items as the catalog
+    return items.seed(client, zip(item_ids, categories, strict=True))
 
 
 def main(argv: list[str]) -> int:

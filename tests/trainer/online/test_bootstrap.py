@@ -18,7 +18,7 @@ from tests.trainer.data.files import (
 )
 from trainer.data.load import load_dataset
 from trainer.online.bootstrap import main
-from veto import keys, registry
+from veto import items, keys, registry
 from veto.artifacts import (
     CHECKPOINT,
     ITEM_PRIOR,
@@ -93,6 +93,37 @@ def test_if_empty_skips_when_a_version_is_published(
     assert main(_args("ml-100k", directory)) == 0  # without the flag: a new version
     assert list_versions(trainer_env) == [1, 2]
     assert registry.current(redis_client) == 2
+
+
+def test_bootstrap_seeds_the_catalog_with_every_item_and_its_category(
+    trainer_env: Path, redis_client: redis.Redis
+) -> None:
+    assert main(_args("synthetic", None, "--items", "60")) == 0
+    version = load_version(version_dir(trainer_env, 1))
+    assert len(version.item_ids) == 60
+    for row, item in enumerate(version.item_ids):
+        record = redis_client.hgetall(keys.item(item))
+        assert record.get("category") == version.categories[row] and record["hidden"] == "0"
+    assert redis_client.hlen(keys.CATALOG_CATEGORIES) == 60
+    assert redis_client.hlen(keys.CATALOG_WITHHELD) == 0
+    assert int(redis_client.get(keys.CATALOG_GENERATION)) >= 1  # the services notice
+
+
+def test_if_empty_seeds_a_catalog_never_written_from_the_served_version(
+    trainer_env: Path, redis_client: redis.Redis
+) -> None:
+    assert main(_args("synthetic", None, "--items", "40")) == 0
+    # A deployment bootstrapped before the catalog existed: no catalog keys at all.
+    redis_client.delete(*redis_client.keys("veto:{catalog}:*"))
+    assert main(_args("synthetic", None, "--items", "40", "--if-empty")) == 0
+    assert redis_client.hlen(keys.CATALOG_CATEGORIES) == 40
+    # Once written, the catalog is the source of truth: a later start leaves it alone.
+    items.seed(redis_client, [("i0", "moved")])
+    redis_client.hdel(keys.CATALOG_CATEGORIES, "i1")
+    assert main(_args("synthetic", None, "--items", "40", "--if-empty")) == 0
+    assert redis_client.hget(keys.CATALOG_CATEGORIES, "i0") == "moved"
+    assert redis_client.hget(keys.CATALOG_CATEGORIES, "i1") is None
+    assert list_versions(trainer_env) == [1]
 
 
 @pytest.mark.parametrize(
