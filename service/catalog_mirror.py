@@ -9,7 +9,7 @@ after the last one applied (one more round trip, only after a write), or reloads
 state when the log was trimmed past it, at start, or after Redis lost data. ``serving`` then
 gives the model with a per-version row mask (``ServingModel.servable``, applied by ranking
 like the other exclusions) and the catalog's categories over the version's, both cached
-until the next change or swap.
+until the next change (or a version with other items or categories).
 
 Redis down: the last state applied keeps being served (a hidden item stays hidden), as the
 user state falls back to what the model alone knows; a process that never reached Redis
@@ -28,6 +28,7 @@ import numpy.typing as npt
 from service.catalog_store import CatalogStore, Changes, Snapshot
 from service.model_holder import ServingModel
 from veto import items
+from veto.catalog import Categories, ItemIds
 from veto.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class CatalogMirror:
         self._revisions = (0, 0)
         self._lock = asyncio.Lock()
         self._cached: tuple[ServingModel, tuple[int, int], ServingModel] | None = None
+        self._mask: tuple[ItemIds, int, npt.NDArray[np.bool_] | None] | None = None
+        self._category_lookups: tuple[ItemIds, Categories, int, dict[str, I64], I32] | None = None
 
     @property
     def generation(self) -> int | None:
@@ -138,26 +141,40 @@ class CatalogMirror:
 
     def serving(self, model: ServingModel) -> ServingModel:
         """``model`` with the catalog applied: withheld rows masked out, the catalog's
-        categories over the version's. Cached per (model, state); ``model`` itself when the
-        catalog changes nothing."""
-        revisions, cached = self._revisions, self._cached
-        before = cached[1] if cached is not None and cached[0] is model else None
-        if cached is not None and before == revisions:
-            return cached[2]
-        if cached is not None and before is not None and before[0] == revisions[0]:
-            servable = cached[2].servable
-        else:
-            servable = _servable(model, self.withheld)
-        if cached is not None and before is not None and before[1] == revisions[1]:
-            category_rows, codes = cached[2].category_rows, cached[2].category_codes
-        else:
-            category_rows, codes = _categories(model, self.categories)
-        applied = model
-        if servable is not None or codes is not model.category_codes:
-            applied = dataclasses.replace(
-                model, servable=servable, category_rows=category_rows, category_codes=codes
+        categories over the version's; ``model`` itself when the catalog changes nothing.
+        The mask and the category lookups are kept per (item ids, categories, catalog state):
+        a new version that shares its item ids and categories with the last one (a fine-tuning
+        round) reuses them, so a swap costs no rebuild on the request path."""
+        withheld_rev, categories_rev = self._revisions
+        version = model.version
+        mask = self._mask
+        if mask is None or mask[0] is not version.item_ids or mask[1] != withheld_rev:
+            mask = self._mask = (version.item_ids, withheld_rev, _servable(model, self.withheld))
+        cats = self._category_lookups
+        if (
+            cats is None
+            or cats[0] is not version.item_ids
+            or cats[1] is not version.categories
+            or cats[2] != categories_rev
+        ):
+            rows, codes = _categories(model, self.categories)
+            cats = self._category_lookups = (
+                version.item_ids,
+                version.categories,
+                categories_rev,
+                rows,
+                codes,
             )
-        self._cached = (model, revisions, applied)
+        servable, category_rows, codes = mask[2], cats[3], cats[4]
+        if servable is None and codes is model.category_codes:
+            return model
+        cached = self._cached
+        if cached is not None and cached[0] is model and cached[1] == self._revisions:
+            return cached[2]
+        applied = dataclasses.replace(
+            model, servable=servable, category_rows=category_rows, category_codes=codes
+        )
+        self._cached = (model, self._revisions, applied)
         return applied
 
 

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from veto.errors import (
     ArtifactError,
@@ -63,6 +64,7 @@ _STATUS: tuple[tuple[type[VetoError], int], ...] = (
 )
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 _FEEDBACK_PATH = "/v1/feedback"
+_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 
 
 def status_of(exc: VetoError) -> int:
@@ -140,6 +142,22 @@ def _rejected_events(exc: InvalidInput) -> int:
     return int(details.get("events", 1))
 
 
+def _allowed_methods(request: Request, given: str | None) -> list[str]:
+    """Every method the API serves the request's path with: Starlette's own 405 (``given``)
+    names the first matching route's methods only, and the item path has a route per method.
+    Read from the published spec (FastAPI's router classes are private), plus ``given``."""
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]  # the path the router matched (as middleware._route_path)
+    methods = {m.strip() for m in (given or "").split(",") if m.strip()}
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(path):
+            methods |= {name.upper() for name in operations if name.upper() in _METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")  # as Starlette serves every GET route
+    return sorted(methods)
+
+
 def install(
     app: FastAPI,
     *,
@@ -179,11 +197,15 @@ def install(
             return error_response(
                 422, code="invalid_input", message="request body is not valid JSON"
             )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request, (headers or {}).get("Allow"))
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         return error_response(
             exc.status_code,
             code=_HTTP_CODES.get(exc.status_code, "http_error"),
             message=str(exc.detail),
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:

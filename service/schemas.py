@@ -101,7 +101,8 @@ class ItemFields(BaseModel):
 
     def given(self) -> dict[str, Any]:
         """The fields the client sent, as ``veto.items.put`` takes them."""
-        return {name: getattr(self, name) for name in self.model_fields_set}
+        given = self.model_fields_set & ItemFields.model_fields.keys()  # not a batch's item_id
+        return {name: getattr(self, name) for name in sorted(given)}
 
 
 class ItemIn(ItemFields):

@@ -415,3 +415,13 @@ async def test_a_bad_item_id_is_422_before_any_redis_key(
         after = everything(raw_redis)
     assert [r.status_code for r in (put, delete, get)] == [422, 422, 422]
     assert after == before
+
+
+async def test_a_method_the_item_path_does_not_serve_names_all_it_does(
+    serve: Serve, publish_version: Callable[..., Path]
+) -> None:
+    publish_version(1)
+    async with serve() as (_, client):
+        resp = await client.post("/v1/items/i1", json={})
+    assert resp.status_code == 405
+    assert resp.headers["Allow"] == "DELETE, GET, HEAD, PUT"
