@@ -14,6 +14,7 @@ from service.catalog_mirror import CatalogMirror
 from service.catalog_store import CatalogStore
 from service.feedback_store import FeedbackStore
 from tests.service.svc_helpers import Serve
+from tests.version_factory import small_world, write_demo_version
 from veto import items, keys
 
 pytestmark = pytest.mark.anyio
@@ -109,3 +110,27 @@ def _calls(client: redis.Redis) -> dict[str, int]:
     """Calls per command so far (those run inside scripts included)."""
     stats = client.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+async def test_a_hidden_item_stays_out_across_a_hot_swap(
+    serve: Serve,
+    publish_version: Callable[..., Path],
+    artifacts_dir: Path,
+    redis_client: redis.Redis,
+) -> None:
+    publish_version(1)
+    async with serve() as (app, client):
+        first = (await client.get("/v1/users/stranger/recommendations?k=3")).json()
+        hidden = first["items"][0]["item_id"]
+        await client.put(f"/v1/items/{hidden}", json={"hidden": True})
+        on_v1 = (await client.get("/v1/users/stranger/recommendations?k=3")).json()
+        # Another catalog in version 2 (its own rows); the hidden item is in it too.
+        write_demo_version(artifacts_dir, 2, world=small_world(n_items=120, seed=7))
+        publish_version(2, write=False)
+        assert await app.state.reloader.check()
+        on_v2 = (await client.get("/v1/users/stranger/recommendations?k=3")).json()
+        near_v2 = (await client.get("/v1/items/i7/similar?k=119")).json()
+    assert on_v1["model_version"] == 1 and on_v2["model_version"] == 2
+    assert hidden not in {x["item_id"] for x in on_v1["items"] + on_v2["items"]}
+    assert hidden not in {x["item_id"] for x in near_v2["items"]}
+    assert len(near_v2["items"]) == 118  # all 120 but itself and the hidden one

@@ -123,3 +123,19 @@ def test_event_type_codes_are_fixed() -> None:
     assert EventType.parse("Dislike") is EventType.DISLIKE
     with pytest.raises(KeyError):
         EventType.parse("love")
+
+
+def test_catalog_keys_share_one_hash_tag_and_no_user_key() -> None:
+    catalog = [
+        keys.item("i1"),
+        keys.item("a:b"),
+        keys.CATALOG_GENERATION,
+        keys.CATALOG_LOG,
+        keys.CATALOG_WITHHELD,
+        keys.CATALOG_CATEGORIES,
+    ]
+    assert {_hash_tag(k) for k in catalog} == {"catalog"}  # one Lua transaction per write
+    assert len(set(catalog)) == len(catalog)
+    assert keys.item("i1") != keys.item("i2")
+    # No item record can be another catalog key, whatever its (valid) id.
+    assert all(not k.startswith(keys.item("")) for k in catalog[2:])
