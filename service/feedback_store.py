@@ -26,32 +26,74 @@ from veto.events import EventType, FeedbackEvent, encode_entry
 # KEYS: every key the batch touches, each once (declared, so a cluster can route and check
 # the script). ARGV: dedupe TTL, history length, popular-counter TTL, then the events as one
 # JSON array of [kind, item, history entry, [key positions: dedupe, stream, history, liked,
-# disliked, popular], [stream field, value, ...]]. One argument instead of ~20 per event:
-# packing the command's arguments took three quarters of the client's CPU for a batch of 100.
-# Validation happened before: the script only fails on Redis-level errors.
+# disliked, popular, decided, events], [stream field, value, ...], timestamp (repr), event id].
+# One argument instead of ~20 per event: packing the command's arguments took three quarters
+# of the client's CPU for a batch of 100. Validation happened before: the script only fails
+# on Redis-level errors.
+#
+# Decisions (like, dislike, withdraw) set an item's place in the liked / disliked sets by
+# timestamp, not by arrival: ``decided`` keeps each item's latest decision ("<ts>|<code>")
+# and an older one changes nothing (equal timestamps: the later arrival wins). Every event is
+# still logged and, but a withdraw, enters the history. A withdraw rewrites the item's like and
+# dislike entries at or before it as withdrawn (code 4, skipped by every encoder input), and a
+# like or dislike older than the item's latest withdraw enters the history already withdrawn.
 _WRITE_BATCH = """
 local ttl = tonumber(ARGV[1])
 local hlen = tonumber(ARGV[2])
 local pop_ttl = tonumber(ARGV[3])
 local events = cjson.decode(ARGV[4])
+local codes = {like = '0', dislike = '1', withdraw = '4'}
 local flags = {}
 local accepted, duplicates = 0, 0
+
+local function withdraw_entries(hist, item, ts)
+  for i, e in ipairs(redis.call('LRANGE', hist, 0, -1)) do
+    local code, it, ets = string.match(e, '^(%d+)|([^|]*)|(.*)$')
+    if it == item and (code == '0' or code == '1') and tonumber(ets) <= ts then
+      redis.call('LSET', hist, i - 1, '4|' .. it .. '|' .. ets)
+    end
+  end
+end
+
 for i, ev in ipairs(events) do
   local kind, item, entry, at = ev[1], ev[2], ev[3], ev[4]
+  local ts_text, event_id = ev[6], ev[7]
+  local ts = tonumber(ts_text)
   local dedupe, stream, hist = KEYS[at[1]], KEYS[at[2]], KEYS[at[3]]
   local liked, disliked, popular = KEYS[at[4]], KEYS[at[5]], KEYS[at[6]]
+  local decided, index = KEYS[at[7]], KEYS[at[8]]
   if redis.call('SET', dedupe, '1', 'NX', 'EX', ttl) then
-    redis.call('XADD', stream, '*', unpack(ev[5]))
-    redis.call('LPUSH', hist, entry)
-    redis.call('LTRIM', hist, 0, hlen - 1)
-    if kind == 'like' then
-      redis.call('SADD', liked, item)
-      redis.call('SREM', disliked, item)
-      redis.call('ZINCRBY', popular, 1, item)
-      redis.call('EXPIRE', popular, pop_ttl)
-    elseif kind == 'dislike' then
-      redis.call('SADD', disliked, item)
-      redis.call('SREM', liked, item)
+    local id = redis.call('XADD', stream, '*', unpack(ev[5]))
+    redis.call('HSET', index, event_id, id)
+    local last = redis.call('HGET', decided, item)
+    local last_ts, last_code = nil, nil
+    if last then
+      local t, c = string.match(last, '^([^|]+)|(%d+)$')
+      last_ts, last_code = tonumber(t), c
+    end
+    local code = codes[kind]
+    if code and (last_ts == nil or last_ts <= ts) then
+      redis.call('HSET', decided, item, ts_text .. '|' .. code)
+      if kind == 'like' then
+        redis.call('SADD', liked, item)
+        redis.call('SREM', disliked, item)
+        redis.call('ZINCRBY', popular, 1, item)
+        redis.call('EXPIRE', popular, pop_ttl)
+      elseif kind == 'dislike' then
+        redis.call('SADD', disliked, item)
+        redis.call('SREM', liked, item)
+      else
+        redis.call('SREM', liked, item)
+        redis.call('SREM', disliked, item)
+        withdraw_entries(hist, item, ts)
+      end
+    end
+    if kind ~= 'withdraw' then
+      if (kind == 'like' or kind == 'dislike') and last_code == '4' and last_ts > ts then
+        entry = '4|' .. item .. '|' .. ts_text
+      end
+      redis.call('LPUSH', hist, entry)
+      redis.call('LTRIM', hist, 0, hlen - 1)
     end
     accepted = accepted + 1
     flags[i] = 1
@@ -229,10 +271,14 @@ class FeedbackStore:
                 at(uk.liked),
                 at(uk.disliked),
                 at(keys.popular(uk.partition, day)),
+                at(uk.decided),
+                at(uk.events),
             ]
             entry = encode_entry(ev.item_id, ev.type, ev.timestamp)
             fields = [x for pair in ev.to_fields().items() for x in pair]
-            packed.append([ev.type.label, ev.item_id, entry, where, fields])
+            packed.append(
+                [ev.type.label, ev.item_id, entry, where, fields, repr(ev.timestamp), ev.event_id]
+            )
         args: list[str | int] = [
             self.dedupe_ttl_seconds,
             self.history_len,

@@ -42,7 +42,8 @@ def to_events(
     unknown_only = True
     rows = model.version.item_ids.rows([ev.item_id for ev in batch.events]).tolist()
     for i, (ev, row) in enumerate(zip(batch.events, rows, strict=True)):
-        if not exists(ev.item_id, row, catalog):
+        # A withdraw only takes state away: accepted for an item deleted since the decision.
+        if ev.type != "withdraw" and not exists(ev.item_id, row, catalog):
             errors.append(_error(i, "item_id", f"unknown item {ev.item_id!r}"))
         if ev.timestamp is not None and ev.timestamp > now + max_skew_seconds:
             unknown_only = False

@@ -18,6 +18,7 @@ import numpy.typing as npt
 from service.errors import FieldError, invalid_fields
 from service.model_holder import ServingModel
 from service.ranking import fetch_size, scan_rows, select_top_k
+from veto.events import N_EVENT_TYPES
 from veto.ranking import OFF, Strengths, adjust_scores
 
 F32 = npt.NDArray[np.float32]
@@ -46,17 +47,19 @@ class Ranked:
 def history_rows(model: ServingModel, history: Iterable[str]) -> tuple[list[int], list[int]]:
     """The encoder's input from a history as Redis keeps it (``HistoryEntry.encode()``
     strings, newest first): item rows and type codes, skipping items this version does not
-    know, at most the encoder's history length. Parsed in this one pass rather than through
+    know and withdrawn decisions, at most the encoder's history length. Parsed in this one pass rather than through
     ``HistoryEntry.decode``: no object per entry on the request path."""
     item_ids: list[str] = []
-    codes: list[str] = []
+    codes: list[int] = []
     for entry in history:
         type_code, item_id, _ = entry.split("|", 2)
-        item_ids.append(item_id)
-        codes.append(type_code)
+        code = int(type_code)
+        if code < N_EVENT_TYPES:  # a withdrawn like or dislike (code 4) is no input: neutral
+            item_ids.append(item_id)
+            codes.append(code)
     limit = model.version.encoder.history_len
     found = model.version.item_ids.rows(item_ids).tolist()  # one lookup for the history
-    pairs = [(row, int(code)) for row, code in zip(found, codes, strict=True) if row >= 0]
+    pairs = [(row, code) for row, code in zip(found, codes, strict=True) if row >= 0]
     return [row for row, _ in pairs[:limit]], [code for _, code in pairs[:limit]]
 
 

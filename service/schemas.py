@@ -15,7 +15,8 @@ MAX_LABELS = 32
 # Categories and labels are values in Redis, never part of a key: any text, bounded.
 Category = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-EventTypeName = Literal["like", "dislike", "click", "skip"]
+# "withdraw" takes back the user's like or dislike of the item (veto.events.EventType).
+EventTypeName = Literal["like", "dislike", "click", "skip", "withdraw"]
 
 
 class ScoredItem(BaseModel):

@@ -8,12 +8,19 @@ from typing import NamedTuple
 
 
 class EventType(enum.IntEnum):
-    """Feedback types. The integer is the row of the encoder's type tables: never reorder."""
+    """Feedback types. Codes below ``N_EVENT_TYPES`` are the rows of the encoder's type
+    tables: never reorder them.
+
+    ``WITHDRAW`` takes back the user's like or dislike of an item. It is a decision, not an
+    encoder input: it has no row (the tables of every published version keep their 4 rows, so
+    old versions load and warm-start unchanged), and a history entry of code 4 is a withdrawn
+    like or dislike, which every reader of the history skips (``is_encoded``)."""
 
     LIKE = 0
     DISLIKE = 1
     CLICK = 2
     SKIP = 3
+    WITHDRAW = 4
 
     @classmethod
     def parse(cls, name: str) -> EventType:
@@ -28,7 +35,16 @@ class EventType(enum.IntEnum):
 
 _LABELS = {t: t.name.lower() for t in EventType}
 _BY_LABEL = {label: t for t, label in _LABELS.items()}
-N_EVENT_TYPES = len(EventType)
+# Rows of the encoder's type tables: the types a history entry feeds the encoder with.
+N_EVENT_TYPES = 4
+# The types that decide an item's place in the liked / disliked sets: the latest by timestamp
+# wins (``service.feedback_store``).
+DECISIONS = frozenset({EventType.LIKE, EventType.DISLIKE, EventType.WITHDRAW})
+
+
+def is_encoded(code: int) -> bool:
+    """Whether a history entry of this type code is encoder input (a row of its tables)."""
+    return 0 <= code < N_EVENT_TYPES
 
 
 def encode_entry(item_id: str, type: EventType, timestamp: float) -> str:

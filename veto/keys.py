@@ -8,7 +8,13 @@ live in one Redis Cluster slot and one user's write is a single Lua transaction.
     veto:{p3}:u:<user>:hist       list      recent history, newest first, HistoryEntry.encode()
     veto:{p3}:u:<user>:disliked   set       items the user disliked (never served to them)
     veto:{p3}:u:<user>:liked      set       items the user liked (hidden unless include_seen)
+    veto:{p3}:u:<user>:decided    hash      item -> "<ts>|<type code>" of the user's latest
+                                            like / dislike / withdraw of it (by timestamp)
+    veto:{p3}:u:<user>:events     hash      event id -> its stream entry id: what an erasure
+                                            deletes (stream entries, dedupe markers)
     veto:{p3}:u:<user>|ev|<id>    string    dedupe marker of an event id, with a TTL
+    veto:{p3}:erased              zset      user -> erasure time: users erased since the
+                                            trainer last purged them (``veto.users``)
     veto:{p3}:pop:<yyyymmdd>      zset      likes per item that day, in this partition
     veto:model:current            string    the current model version (an integer)
     veto:model:notify             channel   published to after the pointer changes
@@ -61,6 +67,11 @@ def popular(partition: int, day: str) -> str:
     return f"{_tag(partition)}:pop:{day}"
 
 
+def erased(partition: int) -> str:
+    """Users of a partition erased since the trainer last purged them (same slot as theirs)."""
+    return f"{_tag(partition)}:erased"
+
+
 def item(item_id: str) -> str:
     """The record of a catalog item; ``item_id`` must be a valid id (``veto.ids``)."""
     return f"{_CATALOG}:item:{item_id}"
@@ -69,7 +80,7 @@ def item(item_id: str) -> str:
 class UserKeys:
     """The keys of one user, all in that user's partition slot."""
 
-    __slots__ = ("disliked", "history", "liked", "partition", "user_id")
+    __slots__ = ("decided", "disliked", "events", "history", "liked", "partition", "user_id")
 
     def __init__(self, user_id: str, partitions: int) -> None:
         self.user_id = user_id
@@ -78,12 +89,26 @@ class UserKeys:
         self.history = f"{base}:hist"
         self.disliked = f"{base}:disliked"
         self.liked = f"{base}:liked"
+        self.decided = f"{base}:decided"
+        self.events = f"{base}:events"
 
     def dedupe(self, event_id: str) -> str:
         # "|" cannot occur in an id (veto.ids), so no (user, event id) pair can produce
         # another user's dedupe key or history/set key, as ":" (allowed in ids) could.
         return f"{_tag(self.partition)}:u:{self.user_id}|ev|{event_id}"
 
+    def dedupe_prefix(self) -> str:
+        """``dedupe(event_id)`` without the event id."""
+        return self.dedupe("")
+
     @property
     def stream(self) -> str:
         return stream(self.partition)
+
+    @property
+    def erased(self) -> str:
+        return erased(self.partition)
+
+    def state(self) -> list[str]:
+        """Every key holding this user's own state (not the shared stream and erased set)."""
+        return [self.history, self.liked, self.disliked, self.decided, self.events]

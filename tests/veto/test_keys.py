@@ -9,7 +9,7 @@ import pytest
 
 from veto import keys
 from veto.errors import InvalidInput
-from veto.events import EventType, FeedbackEvent, HistoryEntry
+from veto.events import N_EVENT_TYPES, EventType, FeedbackEvent, HistoryEntry, is_encoded
 from veto.ids import MAX_ID_LENGTH, check_id, is_valid_id
 
 _TAG = re.compile(r"\{([^}]*)\}")
@@ -29,10 +29,10 @@ def test_user_keys_share_their_partition_stream_tag(user_id: str, partitions: in
     tag = _hash_tag(uk.stream)
     assert tag == f"p{keys.partition_of(user_id, partitions)}"
     assert uk.stream == keys.stream(uk.partition)
-    for key in (uk.history, uk.disliked, uk.liked, uk.dedupe("ev-1")):
+    for key in (*uk.state(), uk.dedupe("ev-1"), uk.erased):
         assert _hash_tag(key) == tag
         assert key.startswith(keys.PREFIX + ":")
-    assert len({uk.history, uk.disliked, uk.liked, uk.dedupe("ev-1"), uk.stream}) == 5
+    assert len({*uk.state(), uk.dedupe("ev-1"), uk.stream, uk.erased}) == 8
 
 
 def test_partition_is_crc32_mod_partitions() -> None:
@@ -55,7 +55,7 @@ def test_streams_and_popular_keys() -> None:
 
 def _all_keys(user_id: str, event_id: str) -> set[str]:
     uk = keys.UserKeys(user_id, 1)
-    return {uk.history, uk.disliked, uk.liked, uk.dedupe(event_id)}
+    return {*uk.state(), uk.dedupe(event_id)}
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,11 @@ def test_event_type_codes_are_fixed() -> None:
         ("DISLIKE", 1),
         ("CLICK", 2),
         ("SKIP", 3),
+        ("WITHDRAW", 4),
     ]
+    # WITHDRAW has no row: the tables of every version keep 4, so old versions still load.
+    assert N_EVENT_TYPES == 4 and not is_encoded(EventType.WITHDRAW)
+    assert all(is_encoded(t) for t in EventType if t != EventType.WITHDRAW)
     assert EventType.parse("Dislike") is EventType.DISLIKE
     with pytest.raises(KeyError):
         EventType.parse("love")

@@ -31,7 +31,7 @@ from trainer.learn.optim import RowWiseAdagrad
 from trainer.learn.step import Batch, batch_loss
 from veto.encoder import UserEncoder
 from veto.errors import ConfigError
-from veto.events import EventType, Interaction
+from veto.events import N_EVENT_TYPES, EventType, Interaction
 
 log = logging.getLogger("veto.trainer")
 
@@ -69,7 +69,7 @@ def _batch(examples: Examples, rows: npt.NDArray[np.int64], weights: torch.Tenso
 
 def _type_weights(config: TrainConfig) -> torch.Tensor:
     """Per label type: like 1, dislike w (NTR), click ``click_weight``, skip 0."""
-    w = torch.zeros(len(EventType))
+    w = torch.zeros(N_EVENT_TYPES)
     w[EventType.LIKE] = 1.0
     w[EventType.DISLIKE] = config.ntr_weight
     w[EventType.CLICK] = config.click_weight
@@ -103,7 +103,7 @@ class Learner:
             with torch.no_grad():
                 self.model.item_emb.weight.normal_(0.0, config.dim**-0.5)
         initial = UserEncoder.initial(
-            dim=config.dim, history_len=config.history_len, n_types=len(EventType), seed=config.seed
+            dim=config.dim, history_len=config.history_len, n_types=N_EVENT_TYPES, seed=config.seed
         )
         self.model.load_encoder(
             replace(initial, dislike_w=np.full(config.dim, -config.dislike_init, np.float32))

@@ -17,11 +17,11 @@ import redis
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from veto.errors import StoreUnavailable
-from veto.events import EventType, FeedbackEvent, HistoryEntry, Interaction
+from veto.events import N_EVENT_TYPES, EventType, FeedbackEvent, HistoryEntry, Interaction
 from veto.keys import UserKeys
 
 _CHUNK = 500  # users per pipeline round trip
-_TYPES = tuple(EventType)  # by code
+_TYPES = tuple(EventType)[:N_EVENT_TYPES]  # by code: a withdrawn decision (4) is not context
 
 
 def _user_state(events: Sequence[Interaction]) -> tuple[set[str], set[str]]:
