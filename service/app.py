@@ -28,6 +28,9 @@ from service.recommender import Recommender
 from service.reloader import Reloader
 from service.responsiveness import ResponsivenessProbe
 from service.routes import RECOMMENDATIONS_PATH, build_router
+from service.user_desk import UserDesk
+from service.user_routes import GUARDED_ROUTES, build_user_router
+from service.user_store import UserStore
 from veto.errors import StoreUnavailable
 from veto.ranking import Strengths
 from veto.settings import ServiceSettings
@@ -132,6 +135,7 @@ def create_app(
     app.state.services = services
     app.state.reloader = reloader
     app.state.catalog_desk = CatalogDesk(holder, catalog, max_batch=settings.catalog_max_batch)
+    app.state.user_desk = UserDesk(UserStore(store.client, partitions=settings.stream_partitions))
     errors.install(
         app,
         retry_after_seconds=settings.retry_after_seconds,
@@ -140,6 +144,7 @@ def create_app(
     router = build_router(settings)
     app.include_router(router)
     app.include_router(build_catalog_router())
+    app.include_router(build_user_router())
     app.add_middleware(
         RecommendationsFastPath,
         recommender=services.recommender,
@@ -150,7 +155,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body limit: an unauthenticated write is refused before its body is read.
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    guarded = frozenset({("POST", "/v1/feedback"), *WRITE_ROUTES})
+    guarded = frozenset({("POST", "/v1/feedback"), *WRITE_ROUTES, *GUARDED_ROUTES})
     app.add_middleware(ApiKeyGuard, api_key=api_key, routes=guarded)
     app.add_middleware(RequestTiming, metrics=metrics)
     return app

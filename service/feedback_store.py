@@ -32,11 +32,13 @@ from veto.events import EventType, FeedbackEvent, encode_entry
 # on Redis-level errors.
 #
 # Decisions (like, dislike, withdraw) set an item's place in the liked / disliked sets by
-# timestamp, not by arrival: ``decided`` keeps each item's latest decision ("<ts>|<code>")
-# and an older one changes nothing (equal timestamps: the later arrival wins). Every event is
-# still logged and, but a withdraw, enters the history. A withdraw rewrites the item's like and
-# dislike entries at or before it as withdrawn (code 4, skipped by every encoder input), and a
-# like or dislike older than the item's latest withdraw enters the history already withdrawn.
+# timestamp, not by arrival: ``decided`` keeps per item "<ts>|<code>|<withdrawn>", its latest
+# decision and its latest withdraw's timestamp, and an older decision changes no set (equal
+# timestamps: the later arrival wins). Every event is still logged and, but a withdraw,
+# enters the history. A withdraw at t rewrites the item's like and dislike entries at or
+# before t as withdrawn (code 4, skipped by every encoder input), whether or not a newer
+# decision followed it, and a like or dislike older than the item's latest withdraw enters
+# the history already withdrawn: the same rule the trainer applies to its labels.
 _WRITE_BATCH = """
 local ttl = tonumber(ARGV[1])
 local hlen = tonumber(ARGV[2])
@@ -66,30 +68,39 @@ for i, ev in ipairs(events) do
     local id = redis.call('XADD', stream, '*', unpack(ev[5]))
     redis.call('HSET', index, event_id, id)
     local last = redis.call('HGET', decided, item)
-    local last_ts, last_code = nil, nil
+    local last_ts, last_code, withdrawn = nil, '', ''
     if last then
-      local t, c = string.match(last, '^([^|]+)|(%d+)$')
-      last_ts, last_code = tonumber(t), c
+      local t, c, w = string.match(last, '^([^|]+)|(%d+)|(.*)$')
+      last_ts, last_code, withdrawn = tonumber(t), c, w
     end
     local code = codes[kind]
-    if code and (last_ts == nil or last_ts <= ts) then
-      redis.call('HSET', decided, item, ts_text .. '|' .. code)
-      if kind == 'like' then
-        redis.call('SADD', liked, item)
-        redis.call('SREM', disliked, item)
-        redis.call('ZINCRBY', popular, 1, item)
-        redis.call('EXPIRE', popular, pop_ttl)
-      elseif kind == 'dislike' then
-        redis.call('SADD', disliked, item)
-        redis.call('SREM', liked, item)
-      else
-        redis.call('SREM', liked, item)
-        redis.call('SREM', disliked, item)
+    if code then
+      local applied = last_ts == nil or last_ts <= ts
+      if kind == 'withdraw' then
+        if withdrawn == '' or tonumber(withdrawn) < ts then withdrawn = ts_text end
         withdraw_entries(hist, item, ts)
       end
+      if applied then
+        last_ts, last_code = ts, code
+        if kind == 'like' then
+          redis.call('SADD', liked, item)
+          redis.call('SREM', disliked, item)
+          redis.call('ZINCRBY', popular, 1, item)
+          redis.call('EXPIRE', popular, pop_ttl)
+        elseif kind == 'dislike' then
+          redis.call('SADD', disliked, item)
+          redis.call('SREM', liked, item)
+        else
+          redis.call('SREM', liked, item)
+          redis.call('SREM', disliked, item)
+        end
+      end
+      redis.call('HSET', decided, item,
+                 (applied and ts_text or string.match(last, '^[^|]+')) .. '|' .. last_code
+                 .. '|' .. withdrawn)
     end
     if kind ~= 'withdraw' then
-      if (kind == 'like' or kind == 'dislike') and last_code == '4' and last_ts > ts then
+      if code and withdrawn ~= '' and tonumber(withdrawn) > ts then
         entry = '4|' .. item .. '|' .. ts_text
       end
       redis.call('LPUSH', hist, entry)

@@ -47,8 +47,9 @@ class Ranked:
 def history_rows(model: ServingModel, history: Iterable[str]) -> tuple[list[int], list[int]]:
     """The encoder's input from a history as Redis keeps it (``HistoryEntry.encode()``
     strings, newest first): item rows and type codes, skipping items this version does not
-    know and withdrawn decisions, at most the encoder's history length. Parsed in this one pass rather than through
-    ``HistoryEntry.decode``: no object per entry on the request path."""
+    know and withdrawn decisions, at most the encoder's history length. Parsed in this one
+    pass rather than through ``HistoryEntry.decode``: no object per entry on the request
+    path."""
     item_ids: list[str] = []
     codes: list[int] = []
     for entry in history:

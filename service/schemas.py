@@ -149,3 +149,32 @@ class ErrorBody(BaseModel):
     """The one JSON error shape of every non-2xx answer (documented in the OpenAPI spec)."""
 
     error: ErrorInfo
+
+
+class HeldEntry(BaseModel):
+    """One entry of a user's history. ``type`` "withdrawn": a like or dislike the user took
+    back (neutral: no longer an input of their recommendations)."""
+
+    item_id: str
+    type: str
+    timestamp: float
+
+
+class UserData(BaseModel):
+    """A page of what Veto holds about a user: history newest first, then the liked items,
+    then the disliked ones (each sorted); ``next_cursor`` None on the last page."""
+
+    user_id: str
+    history: list[HeldEntry]
+    liked: list[str]
+    disliked: list[str]
+    next_cursor: str | None
+
+
+class Erased(BaseModel):
+    """What an erasure deleted: all 0 when Veto held nothing of the user."""
+
+    user_id: str
+    keys_deleted: int
+    stream_entries_deleted: int
+    dedupe_markers_deleted: int

@@ -8,8 +8,9 @@ live in one Redis Cluster slot and one user's write is a single Lua transaction.
     veto:{p3}:u:<user>:hist       list      recent history, newest first, HistoryEntry.encode()
     veto:{p3}:u:<user>:disliked   set       items the user disliked (never served to them)
     veto:{p3}:u:<user>:liked      set       items the user liked (hidden unless include_seen)
-    veto:{p3}:u:<user>:decided    hash      item -> "<ts>|<type code>" of the user's latest
-                                            like / dislike / withdraw of it (by timestamp)
+    veto:{p3}:u:<user>:decided    hash      item -> "<ts>|<type code>|<withdrawn ts>": the
+                                            user's latest like / dislike / withdraw of it (by
+                                            timestamp) and their latest withdraw of it
     veto:{p3}:u:<user>:events     hash      event id -> its stream entry id: what an erasure
                                             deletes (stream entries, dedupe markers)
     veto:{p3}:u:<user>|ev|<id>    string    dedupe marker of an event id, with a TTL
@@ -96,10 +97,6 @@ class UserKeys:
         # "|" cannot occur in an id (veto.ids), so no (user, event id) pair can produce
         # another user's dedupe key or history/set key, as ":" (allowed in ids) could.
         return f"{_tag(self.partition)}:u:{self.user_id}|ev|{event_id}"
-
-    def dedupe_prefix(self) -> str:
-        """``dedupe(event_id)`` without the event id."""
-        return self.dedupe("")
 
     @property
     def stream(self) -> str:
