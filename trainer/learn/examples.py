@@ -11,7 +11,8 @@ except dislikes when the dislike feature is off.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,20 @@ from veto.events import EventType, Interaction
 
 I32 = npt.NDArray[np.int32]
 I8 = npt.NDArray[np.int8]
+I64 = npt.NDArray[np.int64]
+UNKNOWN_OWNER = -1  # examples kept before owners were recorded (an older checkpoint)
+
+
+def owner_of(user_id: str) -> int:
+    """A stable 63-bit hash of a user id: whose example it is, so that an erasure or a
+    withdrawn decision can find the user's examples without keeping their id. Never an input
+    of the model. (A collision only drops another user's examples too.)"""
+    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def owners_of(user_ids: Iterable[str]) -> I64:
+    """``owner_of`` each user id."""
+    return np.asarray([owner_of(u) for u in user_ids], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,7 @@ class Examples:
     labels: I32  # (E,) label item row
     kinds: I8  # (E,) EventType of the label event
     users: I32  # (E,) row of the user's embedding, -1 = none
+    owners: I64  # (E,) owner_of(the user), UNKNOWN_OWNER when not recorded
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -50,6 +66,7 @@ class Examples:
             self.labels[rows],
             self.kinds[rows],
             self.users[rows],
+            self.owners[rows],
         )
 
     @classmethod
@@ -60,6 +77,7 @@ class Examples:
             np.zeros(0, np.int32),
             np.zeros(0, np.int8),
             np.zeros(0, np.int32),
+            np.zeros(0, np.int64),
         )
 
     @classmethod
@@ -72,6 +90,7 @@ class Examples:
             np.concatenate([p.labels for p in parts]),
             np.concatenate([p.kinds for p in parts]),
             np.concatenate([p.users for p in parts]),
+            np.concatenate([p.owners for p in parts]),
         )
 
 
@@ -170,6 +189,7 @@ def build_examples(
                 labels=rows[labelled],
                 kinds=kinds[labelled],
                 users=np.full(int(labelled.sum()), user_index.get(user, -1), np.int32),
+                owners=np.full(int(labelled.sum()), owner_of(user), np.int64),
             )
         )
     if not parts:

@@ -189,6 +189,26 @@ class Learner:
             acc[:old_rows] = state["sum"][:old_rows]
             self.sparse.state[self.model.user_emb.weight] = {"sum": acc}
 
+    def forget_users(self, users: Iterable[str]) -> int:
+        """Erase users' rows of the per-user table; how many it held. A row is zeroed (with
+        its optimiser state) and its id replaced by a tombstone no valid id can equal ("|"
+        cannot occur in one): rows keep their places, so user rows elsewhere stay valid, and
+        no version written from now on names or carries the user. A user who comes back
+        gets a new row."""
+        index = self.user_index
+        rows = sorted({index[u] for u in users if u in index})
+        if not rows:
+            return 0
+        weight = self.model.user_emb.weight
+        with torch.no_grad():
+            weight[rows] = 0.0
+        state = self.sparse.state.get(weight)
+        if state is not None and "sum" in state:
+            state["sum"][rows] = 0.0
+        for row in rows:
+            self.user_ids[row] = f"|erased|{row}"
+        return len(rows)
+
     def train(
         self, examples: Examples, *, epochs: int, stream: bool, progress: bool = False
     ) -> list[dict[str, float]]:

@@ -2,7 +2,13 @@
 
 A round reads top to bottom (``Trainer.train_round``):
 
-    collect → examples → fit → maintain index → export → publish → ack → record
+    collect → forget → examples → fit → maintain index → export → publish → ack → record
+
+Forget (``trainer.online.erasures``): events of users erased after they were sent are not
+trained on, erased users' replay examples and per-user rows are dropped, and a like or
+dislike the user withdrew is neither a label nor, in the replay sample, an example or its
+context. A round runs for pending erasures alone (no new event): a version without the user
+is published within one round of the erasure.
 
 The model being fine-tuned stays in memory between rounds (``ModelState``: the torch model
 with its optimisers, the replay sample, the index); it is loaded from disk only when the
@@ -31,9 +37,10 @@ import numpy as np
 import redis
 
 from trainer.learn.config import TrainConfig
-from trainer.learn.examples import Examples, make_examples
+from trainer.learn.examples import UNKNOWN_OWNER, Examples, make_examples, owner_of, owners_of
 from trainer.learn.fit import FitResult, Learner
 from trainer.learn.prior import ItemFeedback
+from trainer.online import erasures
 from trainer.online.export import load_model, write_model
 from trainer.online.histories import fetch_histories, round_interactions
 from trainer.online.index import IndexKeeper
@@ -43,7 +50,7 @@ from trainer.online.stream import Entry, FeedbackReader, stream_id_key
 from veto import registry
 from veto.artifacts import Watermark, prune, version_dir
 from veto.errors import NoModelVersion
-from veto.events import FeedbackEvent
+from veto.events import EventType, FeedbackEvent
 from veto.settings import TrainerSettings
 
 log = logging.getLogger("veto.trainer")
@@ -180,23 +187,35 @@ class Trainer:
             first_wait=first_wait,
             interval_end=time.monotonic() if interval_end is None else interval_end,
         )
-        if not entries:
+        erased = erasures.read_erased(self.client, partitions=self.settings.stream_partitions)
+        if not entries and not erased:
             return None
-        return self.train_round(state, entries)
+        return self.train_round(state, entries, erased=erased)
 
     # -- one round ----------------------------------------------------------------------------
 
-    def train_round(self, state: ModelState, entries: list[Entry]) -> RoundReport:
-        """Fine-tune on ``entries``, publish the next version, then ack them."""
+    def train_round(
+        self, state: ModelState, entries: list[Entry], *, erased: dict[str, float] | None = None
+    ) -> RoundReport:
+        """Forget what must be, fine-tune on ``entries``, publish the next version, then ack
+        them and clear the erasures it purged."""
         started = time.perf_counter()
-        events = self.usable_events(state, entries)
-        new = self.round_examples(state, events)
+        if erased is None:
+            erased = erasures.read_erased(self.client, partitions=self.settings.stream_partitions)
+        events = self.usable_events(state, entries, erased=erased)
+        self.forget_users(state, erased)
+        labelled = self.forget_withdrawn(state, events)
+        new = self.round_examples(state, labelled)
         examples = self.with_replay(state, new)
-        loss = state.learner.train(examples, epochs=self.settings.finetune_epochs, stream=True)
+        loss = (
+            state.learner.train(examples, epochs=self.settings.finetune_epochs, stream=True)
+            if len(examples)
+            else []  # a round for erasures alone: nothing to learn
+        )
         result = state.learner.export(loss)
         self.hook("after_fit")
         state.replay.add(new)  # saved with the version: a restart continues from it
-        state.feedback.add(events, state.learner.item_index)  # likewise
+        state.feedback.add(labelled, state.learner.item_index)  # likewise
         index_started = time.perf_counter()
         update = state.index.update(state.vectors, result.vectors)
         watermark = merge_watermark(state.watermark, entries)
@@ -207,6 +226,8 @@ class Trainer:
         self.metrics.published_version.set(version)  # as soon as replicas can swap it in
         self.hook("before_ack")
         self.reader.ack(entries)
+        if erased:  # a version without them is published: a crash before this purges again
+            erasures.clear(self.client, erased, partitions=self.settings.stream_partitions)
         self.advance(state, version=version, result=result, watermark=watermark)
         report = RoundReport(
             version=version,
@@ -305,18 +326,69 @@ class Trainer:
                 time.sleep(min(0.05, max(0.0, interval_end - time.monotonic())))
         return entries
 
-    def usable_events(self, state: ModelState, entries: list[Entry]) -> list[FeedbackEvent]:
-        """The entries' events, without malformed ones and items outside the catalog
-        (counted by reason; they are acked with the round all the same)."""
+    def usable_events(
+        self, state: ModelState, entries: list[Entry], *, erased: dict[str, float] | None = None
+    ) -> list[FeedbackEvent]:
+        """The entries' events, without malformed ones, items outside the catalog and events
+        of users erased after they sent them (counted by reason; they are acked with the
+        round all the same)."""
         events: list[FeedbackEvent] = []
+        gone = erased or {}
         for e in entries:
             if e.event is None:
                 self.metrics.skipped.labels(reason="malformed").inc()
+            elif e.event.ingest_time <= gone.get(e.event.user_id, -math.inf):
+                # Read before the erasure deleted it (or sent before it): never trained on.
+                self.metrics.skipped.labels(reason="erased").inc()
             elif e.event.item_id not in state.learner.item_index:
                 self.metrics.skipped.labels(reason="unknown_item").inc()
             else:
                 events.append(e.event)
         return events
+
+    def forget_users(self, state: ModelState, erased: dict[str, float]) -> None:
+        """Drop erased users' replay examples (and those whose owner was never recorded, an
+        older checkpoint's: they might be theirs) and their per-user rows."""
+        if not erased:
+            return
+        owners = state.replay.examples.owners
+        gone = np.append(owners_of(erased), UNKNOWN_OWNER)
+        dropped = state.replay.forget(~np.isin(owners, gone))
+        rows = state.learner.forget_users(erased)
+        log.info("erased %d users: %d replay examples, %d user rows", len(erased), dropped, rows)
+
+    def forget_withdrawn(
+        self, state: ModelState, events: list[FeedbackEvent]
+    ) -> list[FeedbackEvent]:
+        """The events to learn from: no withdraw, no like or dislike withdrawn at or after it
+        (the user's ``decided`` state in Redis, so a withdraw of a later round counts too).
+        Each withdraw also drops the replay examples of that user with that item as label or
+        as a like or dislike in their context."""
+        withdraws = [e for e in events if e.type == EventType.WITHDRAW]
+        deciders = list(dict.fromkeys(e.user_id for e in events if e.type != EventType.WITHDRAW))
+        withdrawn = erasures.read_withdrawn(
+            self.client, deciders, partitions=self.settings.stream_partitions
+        )
+        keep = [
+            e
+            for e in events
+            if e.type != EventType.WITHDRAW and not erasures.is_withdrawn(e, withdrawn)
+        ]
+        skipped = len(events) - len(withdraws) - len(keep)
+        if skipped:
+            self.metrics.skipped.labels(reason="withdrawn").inc(skipped)
+        replay = state.replay.examples
+        index = state.learner.item_index
+        mask = np.ones(len(replay), dtype=bool)
+        for w in withdraws:
+            row = index.get(w.item_id)
+            if row is None:
+                continue
+            decided = (replay.items == row) & (replay.types <= int(EventType.DISLIKE))  # (E, L)
+            theirs = replay.owners == owner_of(w.user_id)
+            mask &= ~(theirs & ((replay.labels == row) | decided.any(axis=1)))
+        state.replay.forget(mask)
+        return keep
 
     def round_examples(self, state: ModelState, events: list[FeedbackEvent]) -> Examples:
         """Each event's example, its context (``VETO_ROUND_CONTEXT``) from the user's history

@@ -10,7 +10,8 @@ veto_trainer_pending_events                gauge      events not yet trained on 
 veto_trainer_published_version             gauge      the last version this trainer published
 veto_trainer_round_failures_total          counter    rounds that raised (events stay pending)
 veto_trainer_last_round_timestamp_seconds  gauge      end of the last successful round
-veto_trainer_skipped_events_total{reason}  counter    unknown_item | malformed
+veto_trainer_skipped_events_total{reason}  counter    unknown_item | malformed | erased |
+                                                       withdrawn
 """
 
 from __future__ import annotations

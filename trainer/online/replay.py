@@ -5,11 +5,13 @@ example seen (Vitter's algorithm R), kept in the checkpoint so it survives resta
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
-from trainer.learn.examples import Examples
+from trainer.learn.examples import UNKNOWN_OWNER, Examples
 
-_FIELDS = ("items", "types", "labels", "kinds", "users")
+_FIELDS = ("items", "types", "labels", "kinds", "users", "owners")
+_SINCE = {"owners"}  # fields a checkpoint written before them lacks
 
 
 class ReplayBuffer:
@@ -48,6 +50,14 @@ class ReplayBuffer:
             getattr(self.examples, name)[slots[chosen]] = getattr(new, name)[chosen + len(head)]
         self.seen += rest
 
+    def forget(self, keep: npt.NDArray[np.bool_]) -> int:
+        """Keep only the examples ``keep`` (E,) marks (erasures, withdrawals); how many went.
+        ``seen`` is left as it is: later examples keep their chance of replacing a slot."""
+        dropped = int(len(self.examples) - np.count_nonzero(keep))
+        if dropped:
+            self.examples = self.examples.take(np.flatnonzero(keep))
+        return dropped
+
     def sample(self, n: int) -> Examples:
         """``n`` examples drawn without replacement (all of them if fewer)."""
         if n >= len(self.examples):
@@ -68,12 +78,17 @@ class ReplayBuffer:
     ) -> ReplayBuffer:
         """A buffer from ``state()``; an incompatible or missing state gives an empty one."""
         buffer = cls(capacity=capacity, history_len=history_len, seed=seed)
-        tensors = [state.get(n) for n in _FIELDS]
+        tensors = [state.get(n) for n in _FIELDS if n not in _SINCE]
         if not all(isinstance(t, torch.Tensor) for t in tensors):
             return buffer
         arrays = [t.numpy().copy() for t in tensors if isinstance(t, torch.Tensor)]
         if arrays[0].ndim != 2 or arrays[0].shape[1] != history_len:
             return buffer
+        owners = state.get("owners")
+        if isinstance(owners, torch.Tensor) and owners.shape[0] == arrays[0].shape[0]:
+            arrays.append(owners.numpy().astype(np.int64))
+        else:  # whose they are is unknown: the first erasure drops them all (loop.py)
+            arrays.append(np.full(arrays[0].shape[0], UNKNOWN_OWNER, np.int64))
         examples = Examples(*arrays)
         if len(examples) > capacity:
             examples = examples.take(np.arange(capacity))
