@@ -154,3 +154,94 @@ def seed(
     except redis.RedisError as exc:
         raise StoreUnavailable(f"cannot seed the catalog: {exc}") from exc
     return written
+
+
+# -- reading the catalog (the trainer: which items exist, with which category) -------------
+
+
+class CatalogView:
+    """Every item the catalog has a word on: its state (LIVE, HIDDEN, DELETED) and category,
+    kept up to date by ``refresh`` (the log after the last entry applied, or a whole read).
+
+    The trainer's copy; the service keeps its own (``service.catalog_mirror``), which does
+    not need the items without a category that are neither hidden nor deleted."""
+
+    def __init__(self) -> None:
+        self.generation = -1  # -1: never read
+        self.last_id = "0-0"
+        self.states: dict[str, str] = {}
+        self.categories: dict[str, str] = {}
+
+    def refresh(self, client: redis.Redis, *, replay_limit: int = 10_000) -> bool:
+        """Catch up with the catalog; True when the generation moved (StoreUnavailable on a
+        Redis error, the view unchanged)."""
+        try:
+            generation = int(client.get(keys.CATALOG_GENERATION) or 0)
+            if generation == self.generation:
+                return False
+            if self.generation >= 0 and generation > self.generation:
+                found = _log_after(client, self.last_id, replay_limit + 1)
+                if found is not None and len(found[1]) <= replay_limit:
+                    self._replay(*found)
+                    return True
+            self._load(client)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"cannot read the catalog: {exc}") from exc
+        return True
+
+    def _replay(self, generation: int, entries: list[Any]) -> None:
+        for entry_id, fields in entries:
+            flat = {_text(k): _text(v) for k, v in fields.items()}
+            item, category = flat["item"], flat.get("category") or None
+            self.states[item] = flat["state"]
+            if category is None:
+                self.categories.pop(item, None)
+            else:
+                self.categories[item] = category
+            self.last_id = _text(entry_id)
+        self.generation = generation
+
+    def _load(self, client: redis.Redis) -> None:
+        """The whole state: the indexes and the log's newest entry in one transaction, then
+        the records by SCAN (not atomic with it: a write in between is in the log after
+        ``last_id`` and is replayed on the next refresh, which is idempotent)."""
+        pipe = client.pipeline(transaction=True)
+        pipe.get(keys.CATALOG_GENERATION)
+        pipe.xrevrange(keys.CATALOG_LOG, "+", "-", count=1)
+        pipe.hgetall(keys.CATALOG_WITHHELD)
+        pipe.hgetall(keys.CATALOG_CATEGORIES)
+        generation, newest, withheld, categories = pipe.execute()
+        prefix = keys.item("")
+        states = {
+            _text(k)[len(prefix) :]: LIVE
+            for k in client.scan_iter(match=f"{prefix}*", count=10_000)
+        }
+        for item, state in withheld.items():
+            states[_text(item)] = _text(state)
+        self.states = states
+        self.categories = {_text(k): _text(v) for k, v in categories.items()}
+        self.last_id = _text(newest[0][0]) if newest else "0-0"
+        self.generation = int(generation or 0)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _log_after(client: redis.Redis, after: str, count: int) -> tuple[int, list[Any]] | None:
+    """The generation and up to ``count`` log entries after ``after``, in one transaction;
+    None when the log was trimmed past ``after`` (entries may be lost)."""
+    pipe = client.pipeline(transaction=True)
+    pipe.get(keys.CATALOG_GENERATION)
+    pipe.xrange(keys.CATALOG_LOG, "-", "+", count=1)
+    pipe.xrange(keys.CATALOG_LOG, f"({after}", "+", count=count)
+    generation, oldest, entries = pipe.execute()
+    first = _text(oldest[0][0]) if oldest else None
+    if first is not None and after != "0-0" and _entry_key(first) > _entry_key(after):
+        return None
+    return int(generation or 0), entries
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
