@@ -189,6 +189,41 @@ class Learner:
             acc[:old_rows] = state["sum"][:old_rows]
             self.sparse.state[self.model.user_emb.weight] = {"sum": acc}
 
+    def add_items(self, item_ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Append rows for new items (the catalog's cold-start items) starting from the unit
+        ``vectors`` (K, D). Rows are only ever appended, so every row number held elsewhere
+        (replay examples, the IVF ids, the item feedback, per-item optimiser and frequency
+        state) stays valid. A new row gets the median norm of the existing raw rows (the
+        warm start keeps raw norms: a unit row would be an outlier to Adagrad), a zero Adagrad
+        accumulator (its first updates are full-size: the item is new) and a zero label
+        count (logQ adds S/N to every count, so an unseen item's log q stays finite)."""
+        fresh = [item for item in item_ids if item not in self.item_index]
+        if len(fresh) != len(item_ids) or len(set(fresh)) != len(fresh):
+            raise ConfigError("new item ids must be unique and not in the catalog yet")
+        if vectors.shape != (len(fresh), self.config.dim):
+            raise ConfigError(f"cold-start vectors {vectors.shape} for {len(fresh)} new items")
+        if not fresh:
+            return
+        old = self.model.item_emb.weight
+        n, k = old.shape[0], len(fresh)
+        with torch.no_grad():
+            scale = old.norm(dim=1).median() if n else torch.tensor(1.0)
+            rows = torch.from_numpy(np.asarray(vectors, dtype=np.float32)) * scale  # (K, D)
+            table = torch.cat([old.detach(), rows])  # (N + K, D)
+        self.model.item_emb = torch.nn.Embedding(n + k, self.config.dim, sparse=True, _weight=table)
+        weight = self.model.item_emb.weight
+        self.sparse.param_groups[0]["params"][0] = weight
+        state = self.sparse.state.pop(old, None)
+        if state is not None and "sum" in state:
+            grown = torch.zeros(n + k, dtype=state["sum"].dtype)
+            grown[:n] = state["sum"]
+            self.sparse.state[weight] = {"sum": grown}
+        self.freq.grow(n + k)
+        for item in fresh:
+            self.item_index[item] = len(self.item_ids)
+            self.item_ids.append(item)
+        self.digest = catalog_digest(self.item_ids)
+
     def forget_users(self, users: Iterable[str]) -> int:
         """Erase users' rows of the per-user table; how many it held. A row is zeroed (with
         its optimiser state) and its id replaced by a tombstone no valid id can equal ("|"

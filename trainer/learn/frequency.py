@@ -49,6 +49,13 @@ class FrequencyEstimator:
         self.counts.mul_(keep).index_add_(0, rows, torch.ones(rows.numel(), dtype=torch.float64))
         self.total = self.total * keep + rows.numel()
 
+    def grow(self, n_items: int) -> None:
+        """Count rows for items appended to the catalog: zero, never seen as a label."""
+        if n_items > self.n_items:
+            extra = torch.zeros(n_items - self.n_items, dtype=torch.float64)
+            self.counts = torch.cat([self.counts, extra])
+            self.n_items = n_items
+
     def expected_count(self, items: Tensor, batch_size: int) -> Tensor:
         """q: expected copies of each of ``items`` among a batch of ``batch_size`` labels."""
         q = self.counts[items] * (batch_size / max(self.total, 1e-12))

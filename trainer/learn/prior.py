@@ -62,6 +62,12 @@ class ItemFeedback:
         self.likes += np.bincount(np.asarray(likes, dtype=np.int64), minlength=n)
         self.dislikes += np.bincount(np.asarray(dislikes, dtype=np.int64), minlength=n)
 
+    def grow(self, n_items: int) -> None:
+        """Zero counts for items appended to the catalog (a zero prior: neutral)."""
+        extra = max(0, n_items - self.likes.shape[0])
+        self.likes = np.concatenate([self.likes, np.zeros(extra, dtype=np.int64)])
+        self.dislikes = np.concatenate([self.dislikes, np.zeros(extra, dtype=np.int64)])
+
     def prior(self) -> F32:
         """(N,) the item prior of these counts."""
         return item_prior(self.likes, self.dislikes)

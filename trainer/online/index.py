@@ -155,6 +155,7 @@ class IndexKeeper:
         self.flat_max_items = flat_max_items
         self.nprobe = nprobe
         self.encoding: IvfEncoding = encoding
+        self.min_ratio = min_ratio
         self.index = index  # None: a flat version (the service searches its vectors)
         self.plan: IndexPlan | None = None
         self.migrate = False
@@ -168,11 +169,26 @@ class IndexKeeper:
             vectors, flat_max_items=self.flat_max_items, nprobe=self.nprobe, encoding=self.encoding
         )
 
+    def grow(self, vectors: np.ndarray, first_row: int) -> None:
+        """Add rows ``first_row``.. (items appended to the catalog, unit ``vectors`` (K, D))
+        to an IVF index under their ids: the next ``update`` then moves only the rows the
+        round touched, as always. A flat index (or one about to be rebuilt) needs nothing:
+        ``update`` builds it from all the vectors."""
+        if self.plan is None or self.migrate or not len(vectors):
+            return
+        ids = np.arange(first_row, first_row + len(vectors), dtype=np.int64)
+        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+
     def update(self, old: np.ndarray, new: np.ndarray) -> IndexUpdate:
         """The index over ``new`` (N, D) unit rows, following ``old``."""
         if self.plan is None:
             self.index = self._build(new)
-            return IndexUpdate(self.index, None, retrained=False)
+            if faiss.try_extract_index_ivf(self.index) is None:
+                return IndexUpdate(self.index, None, retrained=False)
+            # The catalog grew past flat_max_items: keep this IVF index from now on.
+            recall = sampled_recall(self.index, new)
+            self.plan = IndexPlan(baseline=recall, min_ratio=self.min_ratio)
+            return IndexUpdate(self.index, recall, retrained=True)
         if self.migrate:
             log.info(
                 "IVF lists hold %s codes, not %s: training a new index",

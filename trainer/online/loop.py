@@ -2,7 +2,14 @@
 
 A round reads top to bottom (``Trainer.train_round``):
 
-    collect → forget → examples → fit → maintain index → export → publish → ack → record
+    collect → catalog → forget → examples → fit → maintain index → export → publish → ack
+    → record
+
+Catalog (``trainer.online.cold_start``): items the catalog gained since the version get a
+row with a cold-start vector (their category's mean), and the catalog's categories replace
+the version's; a round runs for such a change alone (no new event), as for an erasure, so a
+new item is recommendable within one round of its ``PUT``. Its feedback, in that round or
+later, trains its row like any other.
 
 Forget (``trainer.online.erasures``): events of users erased after they were sent are not
 trained on, erased users' replay examples and per-user rows are dropped, and a like or
@@ -40,14 +47,15 @@ from trainer.learn.config import TrainConfig
 from trainer.learn.examples import UNKNOWN_OWNER, Examples, make_examples, owner_of, owners_of
 from trainer.learn.fit import FitResult, Learner
 from trainer.learn.prior import ItemFeedback
-from trainer.online import erasures
+from trainer.online import cold_start, erasures
+from trainer.online.cold_start import CatalogDiff
 from trainer.online.export import load_model, write_model
 from trainer.online.histories import fetch_histories, round_interactions
 from trainer.online.index import IndexKeeper
 from trainer.online.metrics import TrainerMetrics
 from trainer.online.replay import ReplayBuffer
 from trainer.online.stream import Entry, FeedbackReader, stream_id_key
-from veto import registry
+from veto import items, registry
 from veto.artifacts import Watermark, prune, version_dir
 from veto.errors import NoModelVersion
 from veto.events import EventType, FeedbackEvent
@@ -80,6 +88,9 @@ class ModelState:
     replay: ReplayBuffer
     index: IndexKeeper
     feedback: ItemFeedback  # like/dislike counts per item: the next version's item prior
+    # The catalog generation whose items and categories the version holds; -1: not compared
+    # yet (a state loaded from disk is compared with the catalog on its first round).
+    catalog_generation: int = -1
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class RoundReport:
     skipped: int
     loss: dict[str, float]
     seconds: float
+    items_added: int = 0
 
 
 def merge_watermark(previous: Watermark, entries: list[Entry]) -> Watermark:
@@ -135,6 +147,10 @@ class Trainer:
         )
         self.state: ModelState | None = None
         self._groups_ready = False
+        self.catalog = items.CatalogView()
+        # The last diff computed, by (catalog generation, state, its row count): a round
+        # checks the catalog before and after collecting and computes it once.
+        self._diff: tuple[tuple[int, int, int, int], CatalogDiff] | None = None
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -162,11 +178,13 @@ class Trainer:
             if report is not None:
                 last_start = time.monotonic() - report.seconds
                 log.info(
-                    "version %d: %d events (%d skipped), %d examples, loss %.4f, %.2fs",
+                    "version %d: %d events (%d skipped), %d examples, %d new items, "
+                    "loss %.4f, %.2fs",
                     report.version,
                     report.events,
                     report.skipped,
                     report.examples,
+                    report.items_added,
                     report.loss.get("total", float("nan")),
                     report.seconds,
                 )
@@ -181,27 +199,38 @@ class Trainer:
             self._groups_ready = True
         self.metrics.pending.set(self.reader.backlog())
         state = self.current_state()
+        waiting = self.catalog_changes(state)
         entries = self.collect(
             state,
             max_events=max_events,
-            first_wait=first_wait,
+            first_wait=0.0 if waiting else first_wait,  # new items: no idle wait for events
             interval_end=time.monotonic() if interval_end is None else interval_end,
         )
+        catalog = self.catalog_changes(state)  # writes made while collecting count too
         erased = erasures.read_erased(self.client, partitions=self.settings.stream_partitions)
-        if not entries and not erased:
+        if not entries and not erased and not catalog:
             return None
-        return self.train_round(state, entries, erased=erased)
+        return self.train_round(state, entries, erased=erased, catalog=catalog)
 
     # -- one round ----------------------------------------------------------------------------
 
     def train_round(
-        self, state: ModelState, entries: list[Entry], *, erased: dict[str, float] | None = None
+        self,
+        state: ModelState,
+        entries: list[Entry],
+        *,
+        erased: dict[str, float] | None = None,
+        catalog: CatalogDiff | None = None,
     ) -> RoundReport:
-        """Forget what must be, fine-tune on ``entries``, publish the next version, then ack
-        them and clear the erasures it purged."""
+        """Take in the catalog's new items and categories, forget what must be, fine-tune on
+        ``entries``, publish the next version, then ack them and clear the erasures it
+        purged. ``erased`` and ``catalog`` are read when not given."""
         started = time.perf_counter()
         if erased is None:
             erased = erasures.read_erased(self.client, partitions=self.settings.stream_partitions)
+        if catalog is None:
+            catalog = self.catalog_changes(state)
+        added = self.apply_catalog(state, catalog)  # first: this round's events may name them
         events = self.usable_events(state, entries, erased=erased)
         self.forget_users(state, erased)
         labelled = self.forget_withdrawn(state, events)
@@ -229,6 +258,7 @@ class Trainer:
         if erased:  # a version without them is published: a crash before this purges again
             erasures.clear(self.client, erased, partitions=self.settings.stream_partitions)
         self.advance(state, version=version, result=result, watermark=watermark)
+        state.catalog_generation = catalog.generation
         report = RoundReport(
             version=version,
             events=len(events),
@@ -236,6 +266,7 @@ class Trainer:
             skipped=len(entries) - len(events),
             loss=dict(loss[-1]) if loss else {},
             seconds=time.perf_counter() - started,
+            items_added=added,
         )
         self.record(report, recall=update.recall, retrained=update.retrained)
         return report
@@ -294,6 +325,41 @@ class Trainer:
                 n_items=len(item_ids),
             ),
         )
+
+    def catalog_changes(self, state: ModelState) -> CatalogDiff:
+        """What ``state`` lacks of the catalog now (empty: nothing; then the state is marked
+        as in step with this generation, and later calls cost one GET until a write)."""
+        self.catalog.refresh(self.client)
+        generation = self.catalog.generation
+        if generation == state.catalog_generation:
+            return CatalogDiff(generation)
+        key = (generation, state.version, id(state), len(state.item_ids))
+        if self._diff is not None and self._diff[0] == key:
+            return self._diff[1]
+        found = cold_start.diff(self.catalog, state.learner.item_index, state.categories)
+        if not found:
+            state.catalog_generation = generation
+        self._diff = (key, found)
+        return found
+
+    def apply_catalog(self, state: ModelState, catalog: CatalogDiff) -> int:
+        """Give ``state`` the catalog's categories and a row with a cold-start vector for
+        each new item (``trainer.online.cold_start``); how many items it added."""
+        for row, category in catalog.recategorised.items():
+            state.categories[row] = category
+        new = catalog.new_items
+        if not new:
+            return 0
+        vectors = cold_start.cold_vectors(state.vectors, state.categories, catalog.new_categories)
+        first = len(state.item_ids)
+        state.learner.add_items(new, vectors)
+        state.item_ids.extend(new)
+        state.categories.extend(catalog.new_categories)
+        state.vectors = np.concatenate([state.vectors, vectors])
+        state.feedback.grow(len(state.item_ids))
+        state.index.grow(vectors, first)
+        log.info("catalog generation %d: %d new items", catalog.generation, len(new))
+        return len(new)
 
     def collect(
         self, state: ModelState, *, max_events: int, first_wait: float, interval_end: float
