@@ -9,7 +9,8 @@ Benchmarks: serving (GET req/s, p50/p99 vs a bare FastAPI fixed list), memory (s
 vs N x D x 4), swap (hot swap under GET load), ingest (feedback events/s, single and batches
 of 100, vs a bare FastAPI POST), profile (CPU µs per GET and POST by category, from py-spy
 samples of ``veto serve``, vs the bare apps: bench/profile.py), training (examples/s,
-bench/train.py), freshness (feedback-to-served-model lag, bench/train.py), soak (only with
+bench/train.py), freshness (feedback-to-served-model lag, bench/train.py), catalog (PUT of a
+new item to it appearing in ``similar``: cold start, bench/catalog.py), soak (only with
 --soak or --only soak).
 Load generators run in their own processes (aiohttp: bench/common.py for GETs,
 bench/loadgen.py for POSTs and mixes). Each benchmark writes bench/results/<name>.json; the
@@ -27,11 +28,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, memory, procs, profile, serving, soak, swap
+from bench import catalog, ingest, memory, procs, profile, serving, soak, swap
 from bench.report import RESULTS, Figure, Skipped, load_all, machine_info, save, summary_markdown
 from bench.stack import Stack, seeded_stack
 
-NAMES = ("serving", "memory", "swap", "ingest", "profile", "training", "freshness", "soak")
+NAMES = (
+    "serving",
+    "memory",
+    "swap",
+    "ingest",
+    "profile",
+    "training",
+    "freshness",
+    "catalog",
+    "soak",
+)
 TRAIN_AIM = 50_000.0  # examples/s (issue 3)
 FRESHNESS_AIM = {100_000: 5.0, 1_000_000: 30.0}  # p50 seconds (issue 3)
 
@@ -282,6 +293,17 @@ def _freshness(p: Plan) -> tuple[list[Figure], dict[str, Any]]:
     return figures, {"rows": rows, "source": "bench.train.freshness (serve + train processes)"}
 
 
+def _catalog(p: Plan, n_items: int) -> tuple[list[Figure], dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="veto-bench-") as tmp:
+        return catalog.measure(
+            Path(tmp),
+            n_items=n_items,
+            trials=max(5, p.trials),  # a p50 over at least 5 (issue 13)
+            interval=p.trainer_interval,
+            flat_max_items=p.flat_max_items,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen benchmarks, then print and write the summary of all results."""
     args = _parser().parse_args(argv)
@@ -299,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         runner.run("training", lambda: _training(p))
     if "freshness" in chosen:
         runner.run("freshness", lambda: _freshness(p))
+    if "catalog" in chosen:
+        for n in p.train_catalogs:
+            runner.run(f"catalog_{_label(n)}", lambda n=n: _catalog(p, n))
     if "soak" in chosen:
         seconds = args.soak_seconds
 

@@ -1,0 +1,119 @@
+"""Cold start end to end (issue 13): seconds from ``PUT /v1/items/{id}`` of a new item to the
+item appearing in ``GET /v1/items/{q}/similar?k=10`` for an item q of its category.
+
+Redis (AOF, ``appendfsync always``), ``veto serve`` and ``veto train`` as subprocesses on a
+synthetic catalog bootstrapped with N items (20 planted categories; an IVF index above
+``flat_max_items``, as the serving benchmarks). Per trial: a new item id in category
+c{trial mod 20} is PUT, then ``similar`` of that category's most central item (the one nearest
+to the category's mean vector in version 1: the cold-start vector's nearest item) is polled
+every 50 ms until the new item is among its 10 answers. Trials are spaced by more than the
+trainer's interval (an idle trainer, as the freshness benchmark); a first warm-up trial is
+not counted.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench import procs
+from bench.report import Figure
+from bench.soak import _bootstrap
+from bench.stack import API_KEY
+from veto.artifacts import load_version, version_dir
+from veto.cli.redis_server import RedisServer
+
+N_CATEGORIES = 20  # veto bootstrap's synthetic world
+TIMEOUT = 300.0
+
+
+def _central_items(artifacts: Path) -> dict[str, str]:
+    """Per category, its item nearest to the category's unit mean vector (version 1)."""
+    version = load_version(version_dir(artifacts, 1), verify=False)
+    vectors = np.asarray(version.vectors)
+    out: dict[str, str] = {}
+    for name, rows in version.categories.rows_by_name().items():
+        mean = vectors[rows].mean(axis=0)
+        out[name] = version.item_ids[int(rows[int(np.argmax(vectors[rows] @ mean))])]
+    return out
+
+
+def _trial(http: httpx.Client, category: str, query: str) -> tuple[float, int]:
+    """PUT a new item of ``category``; seconds until ``similar(query)`` lists it, and its
+    rank there."""
+    item = f"cold-{uuid.uuid4().hex[:12]}"
+    t0 = time.perf_counter()
+    resp = http.put(
+        f"/v1/items/{item}", json={"category": category}, headers={"X-API-Key": API_KEY}
+    )
+    resp.raise_for_status()
+    while time.perf_counter() - t0 < TIMEOUT:
+        found = http.get(f"/v1/items/{query}/similar", params={"k": 10})
+        found.raise_for_status()
+        ids = [x["item_id"] for x in found.json()["items"]]
+        if item in ids:
+            return time.perf_counter() - t0, ids.index(item) + 1
+        time.sleep(0.05)
+    raise RuntimeError(f"{item} ({category}) not in similar({query}) within {TIMEOUT:g} s")
+
+
+def measure(
+    workdir: Path, *, n_items: int, trials: int, interval: float, flat_max_items: int
+) -> tuple[list[Figure], dict[str, Any]]:
+    """PUT-to-similar lag over ``trials`` new items, p50 and p90."""
+    server = RedisServer(data_dir=workdir / "redis", appendfsync="always").start()
+    children: list[procs.Child] = []
+    logdir = workdir / "logs"
+    try:
+        env = procs.veto_env(redis_url=server.url, artifacts=workdir / "artifacts", api_key=API_KEY)
+        env["VETO_INTERVAL_SECONDS"] = str(interval)
+        env["VETO_FLAT_MAX_ITEMS"] = str(flat_max_items)
+        t0 = time.perf_counter()
+        _bootstrap(env, n_items, logdir)
+        bootstrap_seconds = time.perf_counter() - t0
+        central = _central_items(workdir / "artifacts")
+        service = procs.serve(env=env, logdir=logdir)
+        children.append(service)
+        children.append(procs.train(env=env, logdir=logdir, interval=interval))
+        lags: list[float] = []
+        ranks: list[int] = []
+        with httpx.Client(base_url=service.url, timeout=30.0) as http:
+            # Trial -1 warms up (the trainer may still be importing torch): not counted.
+            for trial in range(-1, trials):
+                category = f"c{(trial + 1) % N_CATEGORIES}"
+                lag, rank = _trial(http, category, central[category])
+                print(f"  trial {trial}: {lag:.2f} s (rank {rank})", flush=True)
+                if trial >= 0:
+                    lags.append(lag)
+                    ranks.append(rank)
+                time.sleep(interval + 1.0)
+    finally:
+        for child in children:
+            child.stop()
+        server.stop()
+    p50 = round(statistics.median(lags), 3)
+    p90 = round(float(np.percentile(lags, 90)), 3)
+    figures = [
+        Figure(f"PUT-to-similar p50, {n_items:,} items", p50, "s", "trainer interval", interval),
+        Figure(f"PUT-to-similar p90, {n_items:,} items", p90, "s", "trainer interval", interval),
+    ]
+    details = {
+        "n_items": n_items,
+        "trials": trials,
+        "interval_seconds": interval,
+        "flat_max_items": flat_max_items,
+        "bootstrap_seconds": round(bootstrap_seconds, 1),
+        "lags_seconds": [round(x, 3) for x in lags],
+        "ranks_in_similar": ranks,
+        "p50_seconds": p50,
+        "p90_seconds": p90,
+        "max_seconds": round(max(lags), 3),
+        "source": "bench.catalog (Redis, veto serve, veto train; PUT then poll similar k=10)",
+    }
+    return figures, details
