@@ -36,6 +36,9 @@ from veto.ranking import Strengths
 from veto.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+# (method, path template) of every route that needs the API key: the writes and the personal
+# data of a user.
+GUARDED = frozenset({("POST", "/v1/feedback"), *WRITE_ROUTES, *GUARDED_ROUTES})
 
 
 def create_app(
@@ -155,7 +158,6 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body limit: an unauthenticated write is refused before its body is read.
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    guarded = frozenset({("POST", "/v1/feedback"), *WRITE_ROUTES, *GUARDED_ROUTES})
-    app.add_middleware(ApiKeyGuard, api_key=api_key, routes=guarded)
+    app.add_middleware(ApiKeyGuard, api_key=api_key, routes=GUARDED)
     app.add_middleware(RequestTiming, metrics=metrics)
     return app
