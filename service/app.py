@@ -60,6 +60,9 @@ def create_app(
     metrics = ServiceMetrics(registry)
     holder = ModelHolder()
     catalog = CatalogStore(store.client)
+    # One catalog copy per process, kept current by the recommendation batches and read by
+    # the responsiveness probe too: its "same category" is the catalog's.
+    mirror = CatalogMirror(catalog)
     metrics.track_model_age(
         lambda: holder.current.version.manifest.created_at if holder.current else None
     )
@@ -84,7 +87,7 @@ def create_app(
             ),
             batch_max_size=settings.batch_max_size,
             batch_max_wait=settings.batch_max_wait_seconds,
-            catalog=CatalogMirror(catalog),
+            catalog=mirror,
         ),
         desk=FeedbackDesk(
             holder,
@@ -101,6 +104,7 @@ def create_app(
             sample_rate=settings.responsiveness_sample_rate,
             k=settings.responsiveness_k,
             queue_size=settings.responsiveness_queue_size,
+            catalog=mirror,
         ),
     )
     reloader = Reloader(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.catalog_mirror import CatalogMirror
 from service.feedback_store import FeedbackStore
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder, ServingModel
@@ -78,6 +79,7 @@ class ResponsivenessProbe:
         sample_rate: float,
         k: int,
         queue_size: int,
+        catalog: CatalogMirror | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
@@ -86,6 +88,7 @@ class ResponsivenessProbe:
         self._rate = sample_rate
         self._k = k
         self._rng = rng or random.Random()
+        self._catalog = catalog
         self._queue: asyncio.Queue[_Sample] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
 
@@ -106,6 +109,9 @@ class ResponsivenessProbe:
         model = self._holder.current
         if model is None:
             return
+        if self._catalog is not None:
+            # The catalog's categories (and its withheld items) as the requests see them.
+            model = self._catalog.serving(model)
         try:
             state = await self._store.read_user(sample.user_id)
         except StoreUnavailable:
@@ -128,6 +134,12 @@ class ResponsivenessProbe:
                 await self._measure(sample)
             except Exception:  # a bad sample must not stop the probe
                 log.exception("responsiveness measurement failed")
+            finally:
+                self._queue.task_done()
+
+    async def drained(self) -> None:
+        """Wait until every queued sample has been measured (or dropped as unmeasurable)."""
+        await self._queue.join()
 
     @property
     def pending(self) -> int:

@@ -164,6 +164,30 @@ async def test_a_sampled_dislike_observes_a_negative_similar_share_change(
     assert -1.0 <= after[(f"{name}_sum", ())] < 0.0
 
 
+async def test_the_probe_reads_the_catalogs_categories(
+    serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
+) -> None:
+    # The set-up of the test above, whose dislike moves the share (< 0) by the version's
+    # categories; the catalog puts every item in one category, where no share can move.
+    publish_version(1)
+    likes = _cat_items(world, "c1", 2) + _cat_items(world, "c2", 2)
+    disliked = _cat_items(world, "c2", 3)[2]
+    name = "veto_responsiveness_similar_share_change"
+    one = [{"item_id": i, "category": "all"} for i in world.item_ids]
+    async with serve(responsiveness_sample_rate=1.0, responsiveness_k=20) as (app, client):
+        assert (await client.post("/v1/items:batch", json={"items": one})).is_success
+        # A request lets this replica's catalog copy catch up, as any request after a write.
+        assert (await client.get("/v1/users/rita/recommendations?k=5")).status_code == 200
+        await client.post(
+            "/v1/feedback", json={"events": [event("rita", i, "like") for i in likes]}
+        )
+        await client.post("/v1/feedback", json={"events": [event("rita", disliked, "dislike")]})
+        await asyncio.wait_for(app.state.services.probe.drained(), timeout=10)
+        after = _samples((await client.get("/metrics")).text)
+    assert after[(f"{name}_count", ())] == 1
+    assert after[(f"{name}_sum", ())] == 0.0
+
+
 def test_share_change_is_none_without_similar_items_to_lose(
     publish_version: Callable[..., Path], world: SyntheticWorld
 ) -> None:
