@@ -27,10 +27,8 @@ import numpy as np
 
 from bench import procs
 from bench.report import Figure
-from bench.soak import _bootstrap
 from bench.stack import API_KEY
 from veto.artifacts import load_version, version_dir
-from veto.cli.redis_server import RedisServer
 
 N_CATEGORIES = 20  # veto bootstrap's synthetic world
 QUERIES = 10  # the category items whose similar answers are polled
@@ -73,16 +71,12 @@ def measure(
     workdir: Path, *, n_items: int, trials: int, interval: float, flat_max_items: int
 ) -> tuple[list[Figure], dict[str, Any]]:
     """PUT-to-similar lag over ``trials`` new items, p50 and p90."""
-    server = RedisServer(data_dir=workdir / "redis", appendfsync="always").start()
-    children: list[procs.Child] = []
-    logdir = workdir / "logs"
-    try:
-        env = procs.veto_env(redis_url=server.url, artifacts=workdir / "artifacts", api_key=API_KEY)
-        env["VETO_INTERVAL_SECONDS"] = str(interval)
-        env["VETO_FLAT_MAX_ITEMS"] = str(flat_max_items)
-        t0 = time.perf_counter()
-        _bootstrap(env, n_items, logdir)
-        bootstrap_seconds = time.perf_counter() - t0
+    settings = {"VETO_FLAT_MAX_ITEMS": str(flat_max_items)}
+    with procs.live_stack(
+        workdir, n_items=n_items, interval=interval, api_key=API_KEY, settings=settings
+    ) as live:
+        env, logdir, children = live.env, live.logdir, live.children
+        bootstrap_seconds = live.bootstrap_seconds
         central = _central_items(workdir / "artifacts")
         service = procs.serve(env=env, logdir=logdir)
         children.append(service)
@@ -99,10 +93,6 @@ def measure(
                     lags.append(lag)
                     hits.append((query, rank))
                 time.sleep(interval + 1.0)
-    finally:
-        for child in children:
-            child.stop()
-        server.stop()
     p50 = round(statistics.median(lags), 3)
     p90 = round(float(np.percentile(lags, 90)), 3)
     figures = [

@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import wait_ready
-from veto.cli.redis_server import free_port
+from veto.cli.redis_server import RedisServer, free_port
 
 PARTITIONS = 8
 HISTORY_LEN = 50
@@ -152,3 +155,56 @@ def scrape(child: Child) -> dict[str, float]:
         for sample in family.samples:
             totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
     return totals
+
+
+def bootstrap(env: dict[str, str], n_items: int, logdir: Path) -> None:
+    """``veto bootstrap`` a synthetic catalog (version 1 with a trainer checkpoint)."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    args = ["bootstrap", "--items", str(n_items), "--epochs", "1", "--quiet"]
+    with (logdir / "bootstrap.log").open("wb") as log:
+        subprocess.run(
+            [sys.executable, "-m", "veto.cli", *args],
+            env=env,
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@dataclass
+class LiveStack:
+    """A Redis (``appendfsync always``) with a bootstrapped catalog; the processes a
+    benchmark starts against it go in ``children`` and are stopped with the Redis."""
+
+    server: RedisServer
+    env: dict[str, str]
+    logdir: Path
+    bootstrap_seconds: float
+    children: list[Child] = field(default_factory=list)
+
+
+@contextmanager
+def live_stack(
+    workdir: Path,
+    *,
+    n_items: int,
+    interval: float,
+    api_key: str,
+    settings: dict[str, str] | None = None,
+) -> Iterator[LiveStack]:
+    """Redis in ``workdir``, ``veto bootstrap`` of ``n_items``, the trainer interval and any
+    other ``VETO_*`` ``settings`` in the environment the benchmark's processes get."""
+    server = RedisServer(data_dir=workdir / "redis", appendfsync="always").start()
+    children: list[Child] = []
+    try:
+        env = veto_env(redis_url=server.url, artifacts=workdir / "artifacts", api_key=api_key)
+        env.update({"VETO_INTERVAL_SECONDS": str(interval), **(settings or {})})
+        logdir = workdir / "logs"
+        t0 = time.perf_counter()
+        bootstrap(env, n_items, logdir)
+        stack = LiveStack(server, env, logdir, time.perf_counter() - t0, children)
+        yield stack
+    finally:
+        for child in children:
+            child.stop()
+        server.stop()

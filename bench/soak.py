@@ -9,8 +9,6 @@ details."""
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +21,6 @@ from bench.loadgen import GET, POST, Mix, start_load
 from bench.report import Figure
 from bench.stack import API_KEY
 from veto import registry
-from veto.cli.redis_server import RedisServer
 
 MIB = 1024**2
 _METRICS = (
@@ -35,29 +32,6 @@ _METRICS = (
     "veto_feedback_duplicates_total",
     "veto_recommendations_served_total",
 )
-
-
-def _bootstrap(env: dict[str, str], n_items: int, logdir: Path) -> None:
-    """``veto bootstrap`` a synthetic catalog (version 1 with a trainer checkpoint)."""
-    logdir.mkdir(parents=True, exist_ok=True)
-    with (logdir / "bootstrap.log").open("wb") as log:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "veto.cli",
-                "bootstrap",
-                "--items",
-                str(n_items),
-                "--epochs",
-                "1",
-                "--quiet",
-            ],
-            env=env,
-            check=True,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def _current(url: str) -> int:
@@ -78,15 +52,9 @@ def measure(
     sample_every: float = 5.0,
 ) -> tuple[list[Figure], dict[str, Any]]:
     """Run the soak for ``seconds`` of measured load and sample the service's RSS."""
-    server = RedisServer(data_dir=workdir / "redis", appendfsync="always").start()
-    children: list[procs.Child] = []
-    logdir = workdir / "logs"
-    try:
-        env = procs.veto_env(redis_url=server.url, artifacts=workdir / "artifacts", api_key=API_KEY)
-        env["VETO_INTERVAL_SECONDS"] = str(interval)
-        t0 = time.perf_counter()
-        _bootstrap(env, n_items, logdir)
-        bootstrap_seconds = time.perf_counter() - t0
+    with procs.live_stack(workdir, n_items=n_items, interval=interval, api_key=API_KEY) as live:
+        server, env, logdir, children = live.server, live.env, live.logdir, live.children
+        bootstrap_seconds = live.bootstrap_seconds
         service = procs.serve(env=env, logdir=logdir)
         children.append(service)
         trainer = procs.train(env=env, logdir=logdir, interval=interval)
@@ -119,10 +87,6 @@ def measure(
         metrics = procs.scrape(service)
         last_version = _current(server.url)
         trainer_rss = trainer.rss_bytes()
-    finally:
-        for child in children:
-            child.stop()
-        server.stop()
     growth = rss_growth(samples, start=records.measure_from, seconds=seconds)
     whole = records.window()
     figures = [
