@@ -48,11 +48,14 @@ class CatalogDesk:
 
     async def get(self, item_id: str) -> Item:
         """The item as the catalog has it (or, without a record, as the served model has it)
-        and whether the served model has a vector for it; NotFound if it does not exist."""
+        and whether the served model has a learned vector for it: a row that is not one of
+        the version's cold rows (an untrained cold-start vector); NotFound if it does not
+        exist."""
         record, withheld = await self._store.record(item_id)
         model = self._holder.current
         row = None if model is None else model.version.item_ids.get(item_id)
         number = None if model is None else model.number
+        learned = model is not None and row is not None and row not in model.version.cold_rows
         if withheld == items.DELETED or (record is None and row is None):
             raise NotFound(f"unknown item {item_id[:40]!r}")
         if record is None:
@@ -63,7 +66,7 @@ class CatalogDesk:
                 category=category,
                 labels=[],
                 hidden=False,
-                learned=True,
+                learned=learned,
                 model_version=number,
             )
         return Item(
@@ -71,6 +74,6 @@ class CatalogDesk:
             category=record.category,
             labels=record.labels,
             hidden=record.hidden,
-            learned=row is not None,
+            learned=learned,
             model_version=number,
         )

@@ -125,6 +125,8 @@ class Item(BaseModel):
     category: str | None
     labels: list[str]
     hidden: bool
+    # True when the served version has a row for the item that has been trained on feedback;
+    # False without a row, and for a row still carrying its untrained cold-start vector.
     learned: bool
     model_version: int | None
 

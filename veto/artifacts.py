@@ -14,6 +14,10 @@ One directory per version under the artifacts root, ``v00000042/``:
     popular.json          item ids, most liked first: the fallback for unknown users
     item_prior.npy        float32 (N,) log((likes + 1) / (dislikes + 1)), see veto.ranking
                           (optional: a version without it serves with an all-zero prior)
+    cold_items.json       [row, ...] ascending: the rows that still carry an untrained cold-start
+                          vector (trainer.online.cold_start); GET /v1/items/{id} answers
+                          "learned": false for them (optional: a version without it, one
+                          written before it existed, has every row learned)
     checkpoint.pt         the trainer's checkpoint (optional; only the trainer reads it)
 
 A version is written under a temporary name in the same root and renamed into place, so a
@@ -54,10 +58,11 @@ ENCODER = "encoder.npz"
 USER_IDS = "user_ids.json"
 POPULAR = "popular.json"
 ITEM_PRIOR = "item_prior.npy"
+COLD_ITEMS = "cold_items.json"
 CHECKPOINT = "checkpoint.pt"
 SERVING_FILES = (ITEM_IDS, ITEM_CATEGORIES, ITEM_VECTORS, INDEX, ENCODER, USER_IDS, POPULAR)
 # Served when the manifest lists them; versions written before they existed still load.
-OPTIONAL_SERVING_FILES = (ITEM_PRIOR,)
+OPTIONAL_SERVING_FILES = (ITEM_PRIOR, COLD_ITEMS)
 _VERSION_DIR = re.compile(r"^v(\d{8})$")
 
 
@@ -143,13 +148,17 @@ def write_version(
     watermark: Watermark,
     index: Any,
     item_prior: np.ndarray | None = None,
+    cold_rows: Sequence[int] | None = None,
     extra_files: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> Path:
     """Write a complete version directory atomically and return its path.
 
     ``vectors`` (N, D) are unit rows; ``index`` an inner-product FAISS index over them with
     ids = rows, flat or IVF (which index to build, and when to train a new one, is the
-    writer's policy). ``item_prior`` (N,) is written as ``item_prior.npy`` when given.
+    writer's policy). ``item_prior`` (N,) is written as ``item_prior.npy`` when given,
+    ``cold_rows`` (the rows whose vector is an untrained cold-start one) as
+    ``cold_items.json``, ascending (given empty: written, listing none; None: not written,
+    which reads the same).
     ``extra_files`` maps a file name (such as ``checkpoint.pt``) to a
     function that writes it; it is checksummed like the rest. Raises ArtifactError if the
     version already exists or the inputs disagree.
@@ -171,6 +180,9 @@ def write_version(
         item_prior = np.asarray(item_prior, dtype=np.float32)
         if item_prior.shape != (n,) or not np.isfinite(item_prior).all():
             raise ArtifactError(f"item prior {item_prior.shape} must be ({n},) and finite")
+    cold = None if cold_rows is None else sorted({int(r) for r in cold_rows})
+    if cold and not (cold[0] >= 0 and cold[-1] < n):
+        raise ArtifactError(f"cold rows must be in [0, {n})")
     final = version_dir(root, version)
     if final.exists():
         raise ArtifactError(f"version {version} already exists at {final}")
@@ -188,6 +200,8 @@ def write_version(
         _write_json(tmp / ITEM_CATEGORIES, list(categories))
         _write_json(tmp / USER_IDS, sorted(encoder.user_index, key=encoder.user_index.__getitem__))
         _write_json(tmp / POPULAR, list(popular))
+        if cold is not None:
+            _write_json(tmp / COLD_ITEMS, cold)
         encoder.save(tmp / ENCODER)
         for name, write in (extra_files or {}).items():
             write(tmp / name)
@@ -257,6 +271,9 @@ class ModelVersion:
     encoder: UserEncoder
     popular: list[str]
     item_prior: np.ndarray  # (N,) float32; zeros for a version written without one
+    # Rows still carrying an untrained cold-start vector; empty for a version written
+    # without the record (every row learned).
+    cold_rows: frozenset[int] = frozenset()
 
     @property
     def version(self) -> int:
@@ -311,6 +328,7 @@ def load_version(
             if ITEM_PRIOR in optional
             else np.zeros(manifest.n_items, dtype=np.float32)
         )
+        cold_raw = json.loads((path / COLD_ITEMS).read_text()) if COLD_ITEMS in optional else []
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ArtifactError(f"cannot load {path}: {exc}") from exc
     n, dim = manifest.n_items, manifest.dim
@@ -326,6 +344,8 @@ def load_version(
         raise ArtifactError(f"{path}: encoder dim {encoder.dim} != {dim}")
     if prior.shape != (n,) or prior.dtype != np.float32 or not np.isfinite(prior).all():
         raise ArtifactError(f"{path}: item prior {prior.shape} does not match the manifest")
+    if not isinstance(cold_raw, list) or not all(type(r) is int and 0 <= r < n for r in cold_raw):
+        raise ArtifactError(f"{path}: {COLD_ITEMS} must list rows in [0, {n})")
     if index is not None and manifest.index_type == "ivf":
         faiss.extract_index_ivf(index).nprobe = manifest.nprobe
     return ModelVersion(
@@ -338,6 +358,7 @@ def load_version(
         encoder=encoder,
         popular=[p for p, row in zip(popular, item_ids.rows(popular), strict=True) if row >= 0],
         item_prior=prior,
+        cold_rows=frozenset(cold_raw),
     )
 
 

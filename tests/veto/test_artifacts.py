@@ -43,6 +43,7 @@ def _write_v1(
     item_prior: np.ndarray | None = None,
     world: SyntheticWorld | None = None,
     index: Any = None,
+    cold_rows: list[int] | None = None,
 ) -> Path:
     """Version 1 of ``world`` (the small world) with ``encoder``, its ids or index replaced
     when given."""
@@ -65,6 +66,7 @@ def _write_v1(
         ),
         extra_files=extra_files,
         item_prior=item_prior,
+        cold_rows=cold_rows,
     )
 
 
@@ -316,4 +318,27 @@ def test_an_item_prior_of_the_wrong_shape_or_not_finite_writes_nothing(
 ) -> None:
     with pytest.raises(ArtifactError, match="item prior"):
         _write_v1(artifacts_dir, _encoder(), item_prior=prior)
+    assert list_versions(artifacts_dir) == []
+
+
+def test_cold_rows_round_trip_and_are_checksummed(artifacts_dir: Path) -> None:
+    path = _write_v1(artifacts_dir, _encoder(), cold_rows=[7, 3, 199, 3])
+    assert json.loads((path / artifacts.COLD_ITEMS).read_text()) == [3, 7, 199]  # ascending
+    assert load_version(path).cold_rows == frozenset({3, 7, 199})
+    (path / artifacts.COLD_ITEMS).write_text("[3]")
+    with pytest.raises(ArtifactError, match=r"cold_items\.json"):
+        load_version(path)
+
+
+def test_a_version_without_the_cold_record_has_every_row_learned(artifacts_dir: Path) -> None:
+    path = _write_v1(artifacts_dir, _encoder())  # as versions written before the record
+    assert not (path / artifacts.COLD_ITEMS).exists()
+    assert artifacts.COLD_ITEMS not in read_manifest(path).files
+    assert load_version(path).cold_rows == frozenset()
+
+
+@pytest.mark.parametrize("rows", [[-1], [200]])
+def test_cold_rows_outside_the_catalog_write_nothing(artifacts_dir: Path, rows: list[int]) -> None:
+    with pytest.raises(ArtifactError, match="cold rows"):
+        _write_v1(artifacts_dir, _encoder(), cold_rows=rows)
     assert list_versions(artifacts_dir) == []

@@ -16,6 +16,13 @@ deterministic and prefers no category. Items added in the same round do not cont
 the means (they have nothing learned yet). Once feedback arrives the row is trained like any
 other, warm-started from this vector.
 
+Learned or cold. A row added here is cold (each version lists its cold rows, and the service
+answers ``"learned": false`` for them) until a round fits an example with the item as its
+label or in its history (``trained``): the rule is that a row is learned once its embedding
+got a gradient step from feedback on the item. Being drawn as one of a batch's uniformly
+sampled negatives also moves a row, but says nothing about the item: it does not count. Cold
+rows of deleted items stay cold; rows of versions written before the record are learned.
+
 Deleted items keep their rows in later versions (the service never serves them: the
 catalog's tombstone masks them): rows never move, so nothing row-aligned (replay sample,
 optimiser and frequency state, IVF ids) has to be renumbered, and a PUT that brings an item
@@ -33,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trainer.learn.examples import Examples
 from veto.catalog import Categories
 from veto.items import DELETED, CatalogView
 
@@ -117,3 +125,16 @@ def cold_vectors(
             means[category] = neutral if mean is None else mean
         out[k] = means[category]
     return out
+
+
+def trained(cold: set[int], examples: Examples) -> set[int]:
+    """The rows of ``cold`` that ``examples`` name as a label or in a history (padding -1
+    is never a row): fitting them gives those rows a gradient step from their feedback."""
+    if not cold or not len(examples):
+        return set()
+    rows = np.fromiter(cold, dtype=np.int64, count=len(cold))
+    named = examples.items.ravel()
+    named = np.concatenate([examples.labels, named[named >= 0]]).astype(np.int64)
+    touched = np.zeros(int(max(rows.max(), named.max(initial=-1))) + 1, dtype=bool)
+    touched[named] = True  # one pass over the examples, however many rows are cold
+    return {int(r) for r in rows[touched[rows]]}

@@ -57,12 +57,15 @@ def write_model(
     index: Any,
     replay: dict[str, torch.Tensor | int],
     feedback: ItemFeedback,
+    cold_rows: Sequence[int] | None = None,
     on_checkpoint_written: Callable[[], None] = lambda: None,
 ) -> int:
     """Write the next version (atomically, with checkpoint.pt) and return its number.
 
     ``feedback`` (the per-item like/dislike counts so far) becomes the version's item prior
-    and travels in the checkpoint, so the next round continues counting.
+    and travels in the checkpoint, so the next round continues counting. ``cold_rows``, the
+    rows still carrying an untrained cold-start vector, become the version's
+    ``cold_items.json`` (the next round's warm start reads them back from it).
 
     The number is max(existing) + 1; write_version refuses an existing directory, so a
     concurrent writer makes this raise ArtifactError rather than overwrite a version.
@@ -92,6 +95,7 @@ def write_model(
         watermark=watermark,
         index=index,
         item_prior=feedback.prior(),
+        cold_rows=cold_rows,
         extra_files={CHECKPOINT: save_checkpoint},
     )
     return version

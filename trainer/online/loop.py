@@ -11,6 +11,12 @@ the version's; a round runs for such a change alone (no new event), as for an er
 new item is recommendable within one round of its ``PUT``. Its feedback, in that round or
 later, trains its row like any other.
 
+Cold rows (``ModelState.cold``): the rows added with a cold-start vector that no round has
+trained yet; each version lists them (``cold_items.json``), and a warm start reads them back
+from the version it continues. A row leaves the set in the round that fits an example with
+the item as its label or in its history (``cold_start.trained``): its embedding then gets a
+gradient step from feedback on the item. Being drawn as a sampled negative does not count.
+
 Forget (``trainer.online.erasures``): events of users erased after they were sent are not
 trained on, erased users' replay examples and per-user rows are dropped, and a like or
 dislike the user withdrew is neither a label nor, in the replay sample, an example or its
@@ -37,7 +43,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -88,6 +94,8 @@ class ModelState:
     replay: ReplayBuffer
     index: IndexKeeper
     feedback: ItemFeedback  # like/dislike counts per item: the next version's item prior
+    # Rows whose vector is still the untrained cold-start one (module docstring).
+    cold: set[int] = field(default_factory=set)
     # The catalog generation whose items and categories the version holds; -1: not compared
     # yet (a state loaded from disk is compared with the catalog on its first round).
     catalog_generation: int = -1
@@ -241,6 +249,8 @@ class Trainer:
             if len(examples)
             else []  # a round for erasures alone: nothing to learn
         )
+        if loss:  # fitted: rows with feedback in ``examples`` got their gradient step
+            state.cold -= cold_start.trained(state.cold, examples)
         result = state.learner.export(loss)
         self.hook("after_fit")
         state.replay.add(new)  # saved with the version: a restart continues from it
@@ -324,6 +334,7 @@ class Trainer:
                 init.checkpoint.item_feedback if init.checkpoint is not None else {},
                 n_items=len(item_ids),
             ),
+            cold=set(loaded.cold_rows),
         )
 
     def catalog_changes(self, state: ModelState) -> CatalogDiff:
@@ -358,6 +369,7 @@ class Trainer:
         state.vectors = np.concatenate([state.vectors, vectors])
         state.feedback.grow(len(state.item_ids))
         state.index.grow(vectors, first)
+        state.cold.update(range(first, len(state.item_ids)))
         log.info("catalog generation %d: %d new items", catalog.generation, len(new))
         return len(new)
 
@@ -490,6 +502,7 @@ class Trainer:
             index=index,
             replay=state.replay.state(),
             feedback=state.feedback,
+            cold_rows=sorted(state.cold),
             on_checkpoint_written=lambda: self.hook("mid_export"),
         )
 

@@ -2,11 +2,15 @@
 PUT into the catalog is in the next version with its category's mean vector and is found by
 ``similar``; an item without a category gets the neutral vector; a deleted one gets no row; a
 category change alone publishes a version; feedback on the new item then trains its row, and
-a restarted trainer continues from the grown table."""
+a restarted trainer continues from the grown table. GET /v1/items/{id} answers "learned":
+false for a new item until a round trains on feedback for it (as a label or in a history),
+and a version written without the cold record has every row learned."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,8 +27,15 @@ from trainer.online import bootstrap
 from trainer.online.cold_start import neutral_vector
 from trainer.online.loop import Trainer
 from trainer.online.metrics import TrainerMetrics
-from veto import items
-from veto.artifacts import ModelVersion, load_version, version_dir
+from veto import items, registry
+from veto.artifacts import (
+    COLD_ITEMS,
+    MANIFEST,
+    ModelVersion,
+    load_version,
+    read_manifest,
+    version_dir,
+)
 from veto.events import EventType
 from veto.settings import ServiceSettings, TrainerSettings
 
@@ -191,3 +202,92 @@ async def test_feedback_on_a_cold_item_trains_its_row_and_a_restart_continues(
     report = restarted.run_once(max_events=100, first_wait=0.1)
     assert report is not None and report.version == 4 and report.events == 1
     assert restarted.current_state().learner.model.item_emb.num_embeddings == 201
+
+
+async def _learned(client: httpx.AsyncClient, item: str) -> tuple[bool, int]:
+    resp = await client.get(f"/v1/items/{item}")
+    assert resp.status_code == 200, resp.text
+    return resp.json()["learned"], resp.json()["model_version"]
+
+
+def _rows(version: ModelVersion, *ids: str) -> set[int]:
+    return {version.item_ids.get(i) for i in ids}  # type: ignore[misc]
+
+
+async def test_a_cold_item_is_not_learned_until_a_round_trains_on_feedback_for_it(
+    bootstrapped: Path, redis_client: redis.Redis, redis_url: str
+) -> None:
+    trainer = _trainer()
+    async with _service(redis_url, bootstrapped) as client:
+        for item in ("new-c3", "new-quiet"):
+            put = await client.put(f"/v1/items/{item}", json={"category": "c3"}, headers=KEY)
+            assert put.status_code == 200 and put.json()["learned"] is False  # no row yet
+        report = trainer.run_once(max_events=100, first_wait=0.0)
+        assert report is not None and report.version == 2 and report.items_added == 2
+        v2 = load_version(version_dir(bootstrapped, 2))
+        assert v2.cold_rows == _rows(v2, "new-c3", "new-quiet") == {200, 201}
+        await _serving(client, 2)
+        assert await _learned(client, "new-c3") == (False, 2)  # a row, but its cold vector
+        assert await _learned(client, "new-quiet") == (False, 2)
+        assert await _learned(client, "i3") == (True, 2)
+
+        for n in range(6):  # feedback on new-c3 (label), none on new-quiet
+            send(redis_client, f"fan{n}", f"i{3 + 20 * n}", EventType.LIKE)
+            send(redis_client, f"fan{n}", "new-c3", EventType.LIKE)
+        report = trainer.run_once(max_events=100, first_wait=0.1)
+        assert report is not None and report.version == 3 and report.events == 12
+        state = trainer.current_state()
+        quiet = state.learner.item_index["new-quiet"]
+        weight = state.learner.model.item_emb.weight
+        # new-quiet got gradient steps as a sampled negative: that is not feedback on it.
+        assert float(state.learner.sparse.state[weight]["sum"][quiet]) > 0
+        v3 = load_version(version_dir(bootstrapped, 3))
+        assert v3.cold_rows == {quiet}
+        await _serving(client, 3)
+        assert await _learned(client, "new-c3") == (True, 3)
+        assert await _learned(client, "new-quiet") == (False, 3)
+
+        restarted = _trainer()  # reads the cold rows back from version 3
+        send(redis_client, "fan9", "i43", EventType.LIKE)  # a round without new-quiet
+        report = restarted.run_once(max_events=100, first_wait=0.1)
+        assert report is not None and report.version == 4
+        assert restarted.current_state().cold == {quiet}
+        await _serving(client, 4)
+        assert await _learned(client, "new-quiet") == (False, 4)
+
+        # A skip is never a label, but it is in the history of the user's next example.
+        send(redis_client, "fan9", "new-quiet", EventType.SKIP)
+        send(redis_client, "fan9", "i63", EventType.LIKE)
+        report = restarted.run_once(max_events=100, first_wait=0.1)
+        assert report is not None and report.version == 5 and report.examples >= 1
+        assert load_version(version_dir(bootstrapped, 5)).cold_rows == frozenset()
+        await _serving(client, 5)
+        assert await _learned(client, "new-quiet") == (True, 5)
+
+
+async def test_a_version_without_the_cold_record_has_every_row_learned(
+    bootstrapped: Path, redis_client: redis.Redis, redis_url: str
+) -> None:
+    trainer = _trainer()
+    async with _service(redis_url, bootstrapped) as client:
+        assert (
+            await client.put("/v1/items/new-c3", json={"category": "c3"}, headers=KEY)
+        ).status_code == 200
+        assert trainer.run_once(max_events=100, first_wait=0.0) is not None  # version 2
+        await _serving(client, 2)
+        assert await _learned(client, "new-c3") == (False, 2)
+
+        # Version 3: version 2 as a trainer from before the record would have written it.
+        v3 = version_dir(bootstrapped, 3)
+        shutil.copytree(version_dir(bootstrapped, 2), v3)
+        (v3 / COLD_ITEMS).unlink()
+        manifest = read_manifest(v3)
+        files = {k: v for k, v in manifest.files.items() if k != COLD_ITEMS}
+        (v3 / MANIFEST).write_text(
+            dataclasses.replace(manifest, version=3, parent=2, files=files).to_json()
+        )
+        registry.publish(redis_client, 3)
+        await _serving(client, 3)
+        assert await _learned(client, "new-c3") == (True, 3)
+        assert await _learned(client, "i3") == (True, 3)
+        assert _trainer().current_state().cold == set()
