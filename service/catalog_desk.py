@@ -56,7 +56,10 @@ class CatalogDesk:
         row = None if model is None else model.version.item_ids.get(item_id)
         number = None if model is None else model.number
         learned = model is not None and row is not None and row not in model.version.cold_rows
-        if withheld == items.DELETED or (record is None and row is None):
+        state = (
+            items.DELETED if withheld == items.DELETED else None if record is None else items.LIVE
+        )
+        if not items.exists(state, in_model=row is not None):
             raise NotFound(f"unknown item {item_id[:40]!r}")
         if record is None:
             assert model is not None and row is not None

@@ -43,7 +43,7 @@ def to_events(
     rows = model.version.item_ids.rows([ev.item_id for ev in batch.events]).tolist()
     for i, (ev, row) in enumerate(zip(batch.events, rows, strict=True)):
         # A withdraw only takes state away: accepted for an item deleted since the decision.
-        if ev.type != "withdraw" and not exists(ev.item_id, row, catalog):
+        if ev.type != "withdraw" and not items.exists(catalog.get(ev.item_id), in_model=row >= 0):
             errors.append(_error(i, "item_id", f"unknown item {ev.item_id!r}"))
         if ev.timestamp is not None and ev.timestamp > now + max_skew_seconds:
             unknown_only = False
@@ -64,14 +64,6 @@ def to_events(
         )
         for ev in batch.events
     ]
-
-
-def exists(item_id: str, row: int, catalog: Mapping[str, str | None]) -> bool:
-    """Whether an item exists: ``row`` is its row in the served model (-1: none)."""
-    state = catalog.get(item_id)
-    if state is None:
-        return row >= 0
-    return state != items.DELETED
 
 
 def _error(index: int, field: str, message: str) -> FieldError:

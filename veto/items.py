@@ -156,6 +156,12 @@ def seed(
     return written
 
 
+def exists(state: str | None, *, in_model: bool) -> bool:
+    """The module's rule: ``state`` is the catalog's word on the item (LIVE, HIDDEN, DELETED;
+    None when it has no record), ``in_model`` whether the served version has the item."""
+    return state != DELETED and (state is not None or in_model)
+
+
 # -- reading the catalog (the trainer: which items exist, with which category) -------------
 
 

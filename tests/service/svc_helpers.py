@@ -10,6 +10,7 @@ import httpx
 import redis
 from fastapi import FastAPI
 
+from trainer.data.synthetic import SyntheticWorld
 from veto import keys
 
 # ``async with serve(**setting_overrides) as (app, client)`` (the ``serve`` fixture).
@@ -28,3 +29,21 @@ def items_of(body: dict[str, Any]) -> list[str]:
 def written_keys(client: redis.Redis) -> list[str]:
     """Every key a request could have created (the model pointer is not one)."""
     return sorted(k for k in client.keys("*") if k != keys.MODEL_POINTER)
+
+
+def items_in(world: SyntheticWorld, category: str, n: int | None = None) -> list[str]:
+    """The world's items of ``category`` in catalog order (the first ``n``)."""
+    found = [i for i, c in zip(world.item_ids, world.categories, strict=True) if c == category]
+    return found[:n]
+
+
+def redis_state(client: redis.Redis) -> dict[Any, bytes | None]:
+    """Every key and its serialized value: equal before and after = nothing written."""
+    return {k: client.dump(k) for k in sorted(client.keys("*"))}
+
+
+async def recommended(client: httpx.AsyncClient, user: str, **params: Any) -> list[str]:
+    """A user's recommended item ids (k = 10 unless given); the answer must be a 200."""
+    resp = await client.get(f"/v1/users/{user}/recommendations", params={"k": 10, **params})
+    assert resp.status_code == 200, resp.text
+    return items_of(resp.json())

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from tests.service.svc_helpers import Serve, event, items_of
+from tests.service.svc_helpers import Serve, event, items_in, items_of, recommended, redis_state
 from trainer.data.synthetic import SyntheticWorld
 from veto import keys
 from veto.cli.redis_server import RedisServer
@@ -31,25 +31,10 @@ def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def everything(client: redis.Redis) -> dict[bytes, bytes | None]:
-    """Every key and its serialized value: equal before and after = nothing written."""
-    return {k: client.dump(k) for k in sorted(client.keys("*"))}
-
-
-def _in_category(world: SyntheticWorld, category: str) -> list[str]:
-    return [i for i, c in zip(world.item_ids, world.categories, strict=True) if c == category]
-
-
 async def _likes(client: httpx.AsyncClient, user: str, items: list[str]) -> None:
     body = {"events": [event(user, i, "like") for i in items]}
     resp = await client.post("/v1/feedback", json=body, headers=KEY)
     assert resp.status_code == 200, resp.text
-
-
-async def _recs(client: httpx.AsyncClient, user: str, **params: Any) -> list[str]:
-    resp = await client.get(f"/v1/users/{user}/recommendations", params={"k": 10, **params})
-    assert resp.status_code == 200, resp.text
-    return items_of(resp.json())
 
 
 async def _similar(client: httpx.AsyncClient, item: str, k: int = 10) -> list[str]:
@@ -138,23 +123,23 @@ async def test_a_hidden_item_leaves_recommendations_similar_and_the_fallback_unt
     serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
 ) -> None:
     publish_version(1)
-    liked = _in_category(world, "c2")[:4]
+    liked = items_in(world, "c2")[:4]
     async with serve() as (app, client):
         await _likes(client, "ann", liked)
-        before = await _recs(client, "ann")
-        scan_before = await _recs(client, "ann", category="c2", k=5)
-        stranger_before = await _recs(client, "stranger", k=3)  # the popular fallback
+        before = await recommended(client, "ann")
+        scan_before = await recommended(client, "ann", category="c2", k=5)
+        stranger_before = await recommended(client, "stranger", k=3)  # the popular fallback
         near_before = await _similar(client, "i3")
         hide = {"hidden": True}
         for item in (before[0], scan_before[0], stranger_before[0], near_before[0]):
             assert (await client.put(f"/v1/items/{item}", json=hide)).status_code == 200
-        after = await _recs(client, "ann")
-        scan_after = await _recs(client, "ann", category="c2", k=5)
-        stranger_after = await _recs(client, "stranger", k=3)
+        after = await recommended(client, "ann")
+        scan_after = await recommended(client, "ann", category="c2", k=5)
+        stranger_after = await recommended(client, "stranger", k=3)
         near_after = await _similar(client, "i3")
         for item in (before[0], scan_before[0], stranger_before[0], near_before[0]):
             await client.put(f"/v1/items/{item}", json={"hidden": False})
-        again = await _recs(client, "ann")
+        again = await recommended(client, "ann")
         near_again = await _similar(client, "i3")
         metrics = (await client.get("/metrics")).text
         assert app.state.services.holder.current.number == 1
@@ -173,17 +158,17 @@ async def test_a_deleted_item_is_never_served_is_not_found_and_refuses_feedback(
 ) -> None:
     publish_version(1)
     async with serve() as (_, client):
-        await _likes(client, "bo", _in_category(world, "c5")[:3])
-        top = (await _recs(client, "bo"))[0]
+        await _likes(client, "bo", items_in(world, "c5")[:3])
+        top = (await recommended(client, "bo"))[0]
         deleted = await client.delete(f"/v1/items/{top}")
-        recs = await _recs(client, "bo", k=50)
-        near = await _similar(client, _in_category(world, "c5")[0], k=50)
+        recs = await recommended(client, "bo", k=50)
+        near = await _similar(client, items_in(world, "c5")[0], k=50)
         got = await client.get(f"/v1/items/{top}")
         of_deleted = await client.get(f"/v1/items/{top}/similar")
         again = await client.delete(f"/v1/items/{top}")
         feedback = await client.post("/v1/feedback", json={"events": [event("bo", top, "like")]})
         back = await client.put(f"/v1/items/{top}", json={})
-        recs_back = await _recs(client, "bo", k=50)
+        recs_back = await recommended(client, "bo", k=50)
     assert deleted.status_code == 204 and deleted.content == b""
     assert top not in recs and top not in near
     assert got.status_code == 404 and of_deleted.status_code == 404
@@ -199,13 +184,13 @@ async def test_a_second_replica_sees_a_hide_on_its_next_request(
 ) -> None:
     publish_version(1)
     async with serve() as (_, one), serve() as (_, two):
-        first = await _recs(two, "stranger", k=3)
+        first = await recommended(two, "stranger", k=3)
         near = await _similar(two, "i3", k=3)
         # Both replicas have served (and so loaded the catalog) before the write.
-        assert await _recs(one, "stranger", k=3) == first
+        assert await recommended(one, "stranger", k=3) == first
         await one.put(f"/v1/items/{first[0]}", json={"hidden": True})
         await one.delete(f"/v1/items/{near[0]}")
-        on_two = await _recs(two, "stranger", k=3)
+        on_two = await recommended(two, "stranger", k=3)
         near_on_two = await _similar(two, "i3", k=3)
     assert first[0] not in on_two and on_two[:2] == first[1:]
     assert near[0] not in near_on_two and near_on_two[:2] == near[1:]
@@ -238,15 +223,15 @@ async def test_the_category_filter_uses_the_catalog_category(
     serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
 ) -> None:
     publish_version(1)
-    c1, c2 = _in_category(world, "c1"), _in_category(world, "c2")
+    c1, c2 = items_in(world, "c1"), items_in(world, "c2")
     moved = c1[0]
     async with serve() as (_, client):
         await _likes(client, "di", c1[1:3])
-        before_c1 = await _recs(client, "di", category="c1", k=200)
-        before_c2 = await _recs(client, "di", category="c2", k=200)
+        before_c1 = await recommended(client, "di", category="c1", k=200)
+        before_c2 = await recommended(client, "di", category="c2", k=200)
         await client.put(f"/v1/items/{moved}", json={"category": "c2"})
-        after_c1 = await _recs(client, "di", category="c1", k=200)
-        after_c2 = await _recs(client, "di", category="c2", k=200)
+        after_c1 = await recommended(client, "di", category="c1", k=200)
+        after_c2 = await recommended(client, "di", category="c2", k=200)
     assert moved in before_c1 and moved not in before_c2
     assert moved not in after_c1 and moved in after_c2
     assert set(after_c2) == set(c2) | {moved}
@@ -257,9 +242,9 @@ async def test_while_redis_is_down_the_last_catalog_state_is_served(
 ) -> None:
     publish_version(1)
     async with serve() as (_, client):
-        first = await _recs(client, "stranger", k=3)
+        first = await recommended(client, "stranger", k=3)
         await client.put(f"/v1/items/{first[0]}", json={"hidden": True})
-        seen = await _recs(client, "stranger", k=3)  # this replica has seen the hide
+        seen = await recommended(client, "stranger", k=3)  # this replica has seen the hide
         redis_server.stop(kill=True)
         try:
             down = await client.get("/v1/users/stranger/recommendations?k=3")
@@ -286,9 +271,9 @@ async def test_deleting_an_unknown_item_is_404_and_writes_nothing(
     publish_version(1)
     async with serve() as (_, client):
         await client.put("/v1/items/kept", json={"category": "c1"})
-        before = everything(raw_redis)
+        before = redis_state(raw_redis)
         unknown = await client.delete("/v1/items/ghost")
-        after = everything(raw_redis)
+        after = redis_state(raw_redis)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
     assert after == before
 
@@ -317,9 +302,9 @@ async def test_malformed_metadata_is_422_with_every_bad_field_and_writes_nothing
 ) -> None:
     publish_version(1)
     async with serve() as (_, client):
-        before = everything(raw_redis)
+        before = redis_state(raw_redis)
         resp = await client.put("/v1/items/i1", json=body)
-        after = everything(raw_redis)
+        after = redis_state(raw_redis)
     assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_input"
     errors = resp.json()["error"]["details"]["errors"]
     assert {e["field"] for e in errors} == fields and all(e["message"] for e in errors)
@@ -338,10 +323,10 @@ async def test_a_batch_with_one_bad_item_names_it_and_writes_nothing(
         ]
     }
     async with serve() as (_, client):
-        before = everything(raw_redis)
+        before = redis_state(raw_redis)
         resp = await client.post("/v1/items:batch", json=batch)
         empty = await client.post("/v1/items:batch", json={"items": []})
-        after = everything(raw_redis)
+        after = redis_state(raw_redis)
     assert resp.status_code == 422
     errors = resp.json()["error"]["details"]["errors"]
     assert {(e["index"], e["field"]) for e in errors} == {
@@ -358,11 +343,11 @@ async def test_an_oversized_batch_is_413_and_writes_nothing(
 ) -> None:
     publish_version(1)
     async with serve(catalog_max_batch=3) as (_, client):
-        before = everything(raw_redis)
+        before = redis_state(raw_redis)
         over = await client.post(
             "/v1/items:batch", json={"items": [{"item_id": f"o{n}"} for n in range(4)]}
         )
-        after = everything(raw_redis)
+        after = redis_state(raw_redis)
         at_limit = await client.post(
             "/v1/items:batch", json={"items": [{"item_id": f"o{n}"} for n in range(3)]}
         )
@@ -389,10 +374,10 @@ async def test_catalog_writes_need_the_api_key(
 ) -> None:
     publish_version(1)
     async with serve(api_key="s3cret") as (_, client):
-        before = everything(raw_redis)
+        before = redis_state(raw_redis)
         missing = await client.request(method, path, json=body)
         wrong = await client.request(method, path, json=body, headers={"X-API-Key": "guess"})
-        after = everything(raw_redis)
+        after = redis_state(raw_redis)
         right = await client.request(method, path, json=body, headers=KEY)
         read = await client.get("/v1/items/i1")  # reads need no key
     assert missing.status_code == 401 and wrong.status_code == 401
@@ -408,11 +393,11 @@ async def test_a_bad_item_id_is_422_before_any_redis_key(
 ) -> None:
     publish_version(1)
     async with serve() as (_, client):
-        before = everything(raw_redis)
+        before = redis_state(raw_redis)
         put = await client.put(f"/v1/items/{item}", json={"hidden": True})
         delete = await client.delete(f"/v1/items/{item}")
         get = await client.get(f"/v1/items/{item}")
-        after = everything(raw_redis)
+        after = redis_state(raw_redis)
     assert [r.status_code for r in (put, delete, get)] == [422, 422, 422]
     assert after == before
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.metrics import ServiceMetrics
 from service.model_holder import build_serving_model
 from service.responsiveness import similar_share_change
-from tests.service.svc_helpers import Serve, event
+from tests.service.svc_helpers import Serve, event, items_in
 from trainer.data.synthetic import SyntheticWorld
 from veto.artifacts import load_version
 from veto.events import EventType, HistoryEntry
@@ -50,10 +50,6 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for fam in text_string_to_metric_families(text)
         for s in fam.samples
     }
-
-
-def _cat_items(world: SyntheticWorld, category: str, n: int) -> list[str]:
-    return [i for i, c in zip(world.item_ids, world.categories, strict=True) if c == category][:n]
 
 
 def test_metrics_live_on_the_injected_registry() -> None:
@@ -147,8 +143,8 @@ async def test_a_sampled_dislike_observes_a_negative_similar_share_change(
     serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
 ) -> None:
     publish_version(1)
-    likes = _cat_items(world, "c1", 2) + _cat_items(world, "c2", 2)
-    disliked = _cat_items(world, "c2", 3)[2]
+    likes = items_in(world, "c1", 2) + items_in(world, "c2", 2)
+    disliked = items_in(world, "c2", 3)[2]
     name = "veto_responsiveness_similar_share_change"
     async with serve(responsiveness_sample_rate=1.0, responsiveness_k=20) as (_, client):
         await client.post(
@@ -170,8 +166,8 @@ async def test_the_probe_reads_the_catalogs_categories(
     # The set-up of the test above, whose dislike moves the share (< 0) by the version's
     # categories; the catalog puts every item in one category, where no share can move.
     publish_version(1)
-    likes = _cat_items(world, "c1", 2) + _cat_items(world, "c2", 2)
-    disliked = _cat_items(world, "c2", 3)[2]
+    likes = items_in(world, "c1", 2) + items_in(world, "c2", 2)
+    disliked = items_in(world, "c2", 3)[2]
     name = "veto_responsiveness_similar_share_change"
     one = [{"item_id": i, "category": "all"} for i in world.item_ids]
     async with serve(responsiveness_sample_rate=1.0, responsiveness_k=20) as (app, client):
@@ -192,9 +188,9 @@ def test_share_change_is_none_without_similar_items_to_lose(
     publish_version: Callable[..., Path], world: SyntheticWorld
 ) -> None:
     model = build_serving_model(load_version(publish_version(1)))
-    liked = [HistoryEntry(i, EventType.LIKE, 1.0) for i in _cat_items(world, "c1", 3)]
-    far = HistoryEntry(_cat_items(world, "c6", 1)[0], EventType.DISLIKE, 2.0)
-    near = HistoryEntry(_cat_items(world, "c1", 4)[3], EventType.DISLIKE, 2.0)
+    liked = [HistoryEntry(i, EventType.LIKE, 1.0) for i in items_in(world, "c1", 3)]
+    far = HistoryEntry(items_in(world, "c6", 1)[0], EventType.DISLIKE, 2.0)
+    near = HistoryEntry(items_in(world, "c1", 4)[3], EventType.DISLIKE, 2.0)
     stored = [e.encode() for e in liked]  # as Redis keeps a history
     # Top-k of a c1 lover holds no c6 item: no share to change.
     assert similar_share_change(model, user_id="x", history=stored, disliked=far, k=5) is None

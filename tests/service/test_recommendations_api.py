@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.service.svc_helpers import Serve, event, items_of
+from tests.service.svc_helpers import Serve, event, items_in, items_of
 from trainer.data.synthetic import SyntheticWorld
 from veto.events import EventType, HistoryEntry
 from veto.keys import UserKeys
@@ -18,16 +18,12 @@ from veto.keys import UserKeys
 pytestmark = pytest.mark.anyio
 
 
-def _cat_items(world: SyntheticWorld, category: str, n: int) -> list[str]:
-    return [i for i, c in zip(world.item_ids, world.categories, strict=True) if c == category][:n]
-
-
 async def test_recommendations_have_the_documented_shape(
     serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
 ) -> None:
     publish_version(1)
     async with serve() as (_, client):
-        likes = [event("alice", i, "like") for i in _cat_items(world, "c1", 3)]
+        likes = [event("alice", i, "like") for i in items_in(world, "c1", 3)]
         assert (await client.post("/v1/feedback", json={"events": likes})).status_code == 200
         resp = await client.get("/v1/users/alice/recommendations", params={"k": 7})
     assert resp.status_code == 200
@@ -46,7 +42,7 @@ async def test_recommendations_follow_the_history_and_match_exact_search(
     serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld, offload_min_cost: int
 ) -> None:
     publish_version(1)
-    liked = _cat_items(world, "c2", 4)
+    liked = items_in(world, "c2", 4)
     async with serve(offload_min_cost=offload_min_cost) as (app, client):
         await client.post("/v1/feedback", json={"events": [event("bob", i, "like") for i in liked]})
         body = (await client.get("/v1/users/bob/recommendations", params={"k": 10})).json()
@@ -66,7 +62,7 @@ async def test_disliked_item_never_served(
 ) -> None:
     publish_version(1)
     async with serve() as (_, client):
-        likes = [event("carol", i, "like") for i in _cat_items(world, "c3", 3)]
+        likes = [event("carol", i, "like") for i in items_in(world, "c3", 3)]
         await client.post("/v1/feedback", json={"events": likes})
         first = items_of((await client.get("/v1/users/carol/recommendations?k=10")).json())
         dislikes = [event("carol", i, "dislike") for i in first]
@@ -88,7 +84,7 @@ async def test_liked_items_are_hidden_unless_include_seen(
     serve: Serve, publish_version: Callable[..., Path], world: SyntheticWorld
 ) -> None:
     publish_version(1)
-    liked = _cat_items(world, "c4", 3)
+    liked = items_in(world, "c4", 3)
     async with serve() as (_, client):
         await client.post("/v1/feedback", json={"events": [event("dan", i, "like") for i in liked]})
         hidden = items_of((await client.get("/v1/users/dan/recommendations?k=20")).json())

@@ -13,18 +13,13 @@ import httpx
 import pytest
 import redis
 
-from tests.service.svc_helpers import Serve, event, items_of
+from tests.service.svc_helpers import Serve, event, recommended, redis_state
 from veto import keys
 from veto.keys import UserKeys
 
 pytestmark = pytest.mark.anyio
 KEY = {"X-API-Key": "s3cret"}
 PARTITIONS = 8  # the service's default
-
-
-def everything(client: redis.Redis) -> dict[str, bytes | None]:
-    """Every key and its serialized value: equal before and after = nothing written."""
-    return {k: client.dump(k) for k in sorted(client.keys("*"))}
 
 
 def _user_entries(client: redis.Redis, user: str) -> list[str]:
@@ -35,12 +30,6 @@ def _user_entries(client: redis.Redis, user: str) -> list[str]:
 async def _send(client: httpx.AsyncClient, *events: dict[str, Any]) -> None:
     resp = await client.post("/v1/feedback", json={"events": list(events)}, headers=KEY)
     assert resp.status_code == 200, resp.text
-
-
-async def _recs(client: httpx.AsyncClient, user: str, **params: Any) -> list[str]:
-    resp = await client.get(f"/v1/users/{user}/recommendations", params={"k": 10, **params})
-    assert resp.status_code == 200, resp.text
-    return items_of(resp.json())
 
 
 async def test_erase_removes_keys_markers_and_stream_entries_and_the_user_gets_the_cold_answer(
@@ -55,10 +44,10 @@ async def test_erase_removes_keys_markers_and_stream_entries_and_the_user_gets_t
             event("ann", "i3", "click", event_id="a3"),
             event("bob", "i1", "like", event_id="b1"),
         )
-        cold = await _recs(client, "nobody")
-        assert await _recs(client, "ann") != cold  # personalised before
+        cold = await recommended(client, "nobody")
+        assert await recommended(client, "ann") != cold  # personalised before
         erased = await client.delete("/v1/users/ann", headers=KEY)
-        after = await _recs(client, "ann")
+        after = await recommended(client, "ann")
         again = await client.delete("/v1/users/ann", headers=KEY)
         # Forgotten means forgotten: the same event id is new again.
         resent = await client.post(
@@ -89,7 +78,7 @@ async def test_erase_leaves_nothing_of_the_user_and_everything_of_others(
     publish_version(1)
     async with serve(api_key="s3cret") as (_, client):
         await _send(client, *(event("bob", f"i{n}", "like") for n in range(3)))
-        bob_before = everything(redis_client)
+        bob_before = redis_state(redis_client)
         await _send(
             client,
             event("ann", "i1", "like"),
@@ -104,7 +93,7 @@ async def test_erase_leaves_nothing_of_the_user_and_everything_of_others(
     assert redis_client.zscore(uk.erased, "ann") is not None
     assert _user_entries(redis_client, "ann") == []
     assert _user_entries(redis_client, "bob") != []
-    after = everything(redis_client)
+    after = redis_state(redis_client)
     pop = {k for k in after if ":pop:" in k}  # ann's like counts in the (anonymous) counter
     expected = {k: v for k, v in bob_before.items() if k not in pop}
     # ann's partition stream stays as an empty stream (XDEL keeps the key and its last id).
@@ -206,18 +195,18 @@ async def test_like_then_withdraw_leaves_the_set_neutralises_the_entry_and_stops
     ]
     async with serve(api_key="s3cret") as (_, client):
         await _send(client, *likes)
-        twin = await _recs(client, "twin")
+        twin = await recommended(client, "twin")
         target = twin[0]  # the item the twin is recommended first
         await _send(client, event("ann", target, "like", timestamp=20.0))
-        liked = await _recs(client, "ann")
+        liked = await recommended(client, "ann")
         await _send(client, event("ann", target, "withdraw", timestamp=21.0))
         data = (await client.get("/v1/users/ann/history", headers=KEY)).json()
-        ann = await _recs(client, "ann")
+        ann = await recommended(client, "ann")
         # The same for a dislike: no longer blocked, no longer a penalty source.
         await _send(client, event("twin", target, "dislike", timestamp=30.0))
-        disliked = await _recs(client, "twin")
+        disliked = await recommended(client, "twin")
         await _send(client, event("twin", target, "withdraw", timestamp=31.0))
-        undone = await _recs(client, "twin")
+        undone = await recommended(client, "twin")
     uk = UserKeys("ann", PARTITIONS)
     assert target not in liked  # a liked item is not recommended again
     assert not redis_client.sismember(uk.liked, target)
@@ -293,10 +282,10 @@ async def test_user_routes_need_the_api_key_and_write_nothing_without_it(
     publish_version(1)
     async with serve(api_key="s3cret") as (_, client):
         await _send(client, event("ann", "i1", "like"))
-        before = everything(redis_client)
+        before = redis_state(redis_client)
         resp = await client.request(method, url, headers=headers)
     assert resp.status_code == 401 and resp.json()["error"]["code"] == "unauthorized"
-    assert everything(redis_client) == before
+    assert redis_state(redis_client) == before
 
 
 @pytest.mark.parametrize(
@@ -321,8 +310,8 @@ async def test_bad_input_is_422_and_writes_nothing(
     method, path = url.split(" ", 1)
     async with serve(api_key="s3cret") as (_, client):
         await _send(client, event("ann", "i1", "like"))
-        before = everything(redis_client)
+        before = redis_state(redis_client)
         resp = await client.request(method, path, headers=KEY)
     assert resp.status_code == 422, resp.text
     assert resp.json()["error"]["code"] == "invalid_input"
-    assert everything(redis_client) == before
+    assert redis_state(redis_client) == before
