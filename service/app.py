@@ -31,6 +31,7 @@ from service.routes import RECOMMENDATIONS_PATH, build_router
 from service.user_desk import UserDesk
 from service.user_routes import GUARDED_ROUTES, build_user_router
 from service.user_store import UserStore
+from veto import partitions
 from veto.errors import StoreUnavailable
 from veto.ranking import Strengths
 from veto.settings import ServiceSettings
@@ -120,6 +121,8 @@ def create_app(
         # FAISS's OpenMP threads would fight the request threads; concurrency comes from those.
         faiss.omp_set_num_threads(settings.faiss_threads)
         try:
+            # A process with another partition count would split users' state: refused here.
+            await partitions.check_async(store.client, settings.stream_partitions)
             await reloader.check()
         except StoreUnavailable as exc:
             log.warning("Redis unavailable at start, no model yet: %s", exc)

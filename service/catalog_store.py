@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from veto import items, keys
+from veto.connection import AsyncClient
 from veto.errors import StoreUnavailable
 
 # KEYS: withheld, then one record per item. ARGV: the items. Per item its catalog state:
@@ -95,7 +95,7 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
 class CatalogStore:
     """Reads and writes the catalog; one instance per process."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AsyncClient) -> None:
         self.client = client
         self._write = client.register_script(items.WRITE_ITEMS)
         self._states = client.register_script(_STATES)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from service.catalog_store import CatalogStore
-from service.feedback_store import FeedbackStore, WriteResult
+from service.feedback_store import FeedbackStore, PartlyWritten, WriteResult
 from service.intake import to_events
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder
@@ -55,9 +55,17 @@ class FeedbackDesk:
             max_batch=self._max_batch,
             max_skew_seconds=self._max_skew,
         )
-        written = await self._store.write_batch(events)
+        try:
+            written = await self._store.write_batch(events)
+        except PartlyWritten as exc:
+            # Stored events are counted when stored: the client's retry finds them duplicates.
+            self._count(exc.written)
+            raise
+        self._count(written)
+        return FeedbackResult(accepted=written.accepted, duplicates=written.duplicates), written
+
+    def _count(self, written: WriteResult) -> None:
         for kind, n in written.accepted_by_type.items():
             self._metrics.feedback_events.labels(type=kind.label).inc(n)
         if written.duplicates:
             self._metrics.feedback_duplicates.inc(written.duplicates)
-        return FeedbackResult(accepted=written.accepted, duplicates=written.duplicates), written

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import hiredis
 import redis.asyncio as aioredis
@@ -20,6 +20,7 @@ from redis.exceptions import DataError, NoScriptError, RedisError
 from redis.typing import EncodableT
 
 from veto import keys
+from veto.connection import AsyncClient, connect_async, is_cluster
 from veto.errors import StoreUnavailable
 from veto.events import EventType, FeedbackEvent, encode_entry
 
@@ -144,24 +145,34 @@ class WriteResult:
     new_events: tuple[FeedbackEvent, ...] = ()  # the accepted ones, in batch order
 
 
+class PartlyWritten(StoreUnavailable):
+    """A cluster write of which some partitions were stored and some failed."""
+
+    def __init__(self, message: str, *, written: WriteResult) -> None:
+        super().__init__(message)
+        self.written = written
+
+
 def day_of(ts: float) -> str:
     """The UTC day (yyyymmdd) of a server timestamp: the popular-counter bucket."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
 
 
-def connect(url: str, *, timeout: float) -> aioredis.Redis:
-    """An async client with short timeouts and one immediate retry, so a restarted Redis is
-    picked up on the next call and a dead one fails fast; commands packed by hiredis."""
-    client = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=0,
-    )
-    pool = client.connection_pool
-    pool.connection_class = _hiredis_packed(pool.connection_class)
+def connect(url: str, *, timeout: float) -> AsyncClient:
+    """An async client (one Redis or a cluster, ``veto.connection``) with short timeouts and
+    one immediate retry, so a restarted Redis is picked up on the next call and a dead one
+    fails fast; commands packed by hiredis."""
+    client = connect_async(url, timeout=timeout, retry=Retry(NoBackoff(), 1))
+    if isinstance(client, aioredis.RedisCluster):
+        # Every node's connections, those of nodes found later included, are made from
+        # connection_kwargs; the startup nodes were made already.
+        packed = _hiredis_packed(client.connection_kwargs["connection_class"])
+        client.connection_kwargs["connection_class"] = packed
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_class = packed
+    else:
+        pool = client.connection_pool
+        pool.connection_class = _hiredis_packed(pool.connection_class)
     return client
 
 
@@ -182,7 +193,10 @@ class _HiredisPacking(AbstractConnection):
             raise DataError(f"cannot send {args[1:]!r} to Redis: {exc}") from exc
 
 
-def _hiredis_packed(base: type[AbstractConnection]) -> type[AbstractConnection]:
+_C = TypeVar("_C", bound=AbstractConnection)
+
+
+def _hiredis_packed(base: type[_C]) -> type[_C]:
     """``base`` (TCP, TLS or Unix socket, as the URL chose) with hiredis packing."""
     return type(f"HiredisPacked{base.__name__}", (_HiredisPacking, base), {})
 
@@ -192,7 +206,7 @@ class FeedbackStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncClient,
         *,
         partitions: int,
         history_len: int,
@@ -220,33 +234,47 @@ class FeedbackStore:
     async def read_users(self, user_ids: Sequence[str]) -> list[UserState]:
         """``read_user`` for each of ``user_ids``, in order, all in one round trip: a pipeline
         of the read script, one call per user (a user's keys share a slot, the users' need
-        not, so one script over every user would not run on a cluster)."""
+        not, so one script over every user would not run on a cluster). StoreUnavailable if
+        any of them cannot be read."""
         _, states = await self._read_states(user_ids, generation=False)
-        return states
+        if any(state is None for state in states):
+            raise StoreUnavailable("cannot read user state: a Redis Cluster master is down")
+        return [state for state in states if state is not None]
 
-    async def read_batch(self, user_ids: Sequence[str]) -> tuple[int, list[UserState]]:
+    async def read_batch(
+        self, user_ids: Sequence[str]
+    ) -> tuple[int | None, list[UserState | None]]:
         """The catalog generation (``veto.items``) and ``read_users``, in the same round
-        trip: what lets a recommendation batch notice a catalog write for one GET more."""
+        trip: what lets a recommendation batch notice a catalog write for one GET more.
+        On a cluster with a master down, the users (and the generation) of its slots are
+        None and the others are read: the caller degrades only those."""
         return await self._read_states(user_ids, generation=True)
 
     async def _read_states(
         self, user_ids: Sequence[str], *, generation: bool
-    ) -> tuple[int, list[UserState]]:
+    ) -> tuple[int | None, list[UserState | None]]:
         try:
-            try:
-                replies = await self._read_pipelined(user_ids, generation=generation)
-            except NoScriptError:
-                # Redis lost its script cache (restarted, SCRIPT FLUSH): load it and go again.
+            replies = await self._read_pipelined(user_ids, generation=generation)
+            if any(isinstance(r, NoScriptError) for r in replies):
+                # Redis (or one master) lost its script cache (restarted, SCRIPT FLUSH).
                 await self.client.script_load(_READ_USER)
                 replies = await self._read_pipelined(user_ids, generation=generation)
         except RedisError as exc:
             raise StoreUnavailable(f"cannot read user state: {exc}") from exc
-        head = replies[0] if generation else None
-        states = [
-            UserState(history=history, disliked=frozenset(disliked), liked=frozenset(liked))
-            for history, disliked, liked in replies[1 if generation else 0 :]
+        failed = [r for r in replies if isinstance(r, Exception)]
+        if failed and len(failed) == len(replies):
+            raise StoreUnavailable(f"cannot read user state: {failed[0]}")
+        head: Any = replies[0] if generation else 0
+        gen = None if isinstance(head, Exception) else int(head or 0)
+        states: list[UserState | None] = [
+            None
+            if isinstance(reply, Exception)
+            else UserState(
+                history=reply[0], disliked=frozenset(reply[1]), liked=frozenset(reply[2])
+            )
+            for reply in replies[1 if generation else 0 :]
         ]
-        return int(head or 0), states
+        return gen, states
 
     async def _read_pipelined(
         self, user_ids: Sequence[str], *, generation: bool = False
@@ -256,13 +284,80 @@ class FeedbackStore:
                 pipe.get(keys.CATALOG_GENERATION)
             for user_id in user_ids:
                 uk = keys.UserKeys(user_id, self.partitions)
-                pipe.evalsha(self._read.sha, 3, uk.history, uk.disliked, uk.liked, self.history_len)
-            replies: list[Any] = await pipe.execute()
+                # execute_command: redis-py refuses pipe.evalsha on a cluster pipeline,
+                # though a script whose keys share a slot routes like any keyed command.
+                pipe.execute_command(
+                    "EVALSHA",
+                    self._read.sha,
+                    3,
+                    uk.history,
+                    uk.disliked,
+                    uk.liked,
+                    self.history_len,
+                )
+            # Errors per command: on a cluster, one master down fails only its users.
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
     async def write_batch(self, events: Sequence[FeedbackEvent]) -> WriteResult:
-        """Write a validated batch atomically (one Lua script); duplicates by event id are
-        skipped. Returns how many were new and how many were duplicates."""
+        """Write a validated batch; duplicates by event id are skipped. Returns how many were
+        new and how many were duplicates.
+
+        One Redis: the whole batch is one Lua script, all or nothing. A cluster: one script
+        per user partition (a slot), all sent in one pipeline; each partition's events are
+        written all or nothing. When a partition fails (its master down) after others were
+        written, ``PartlyWritten`` (a StoreUnavailable: 503) says how many were stored; the
+        client's retry of the same batch finds those by their event ids and counts them as
+        duplicates, so nothing is lost or counted twice."""
+        if not is_cluster(self.client):
+            groups = [list(range(len(events)))]
+        else:
+            by_partition: dict[int, list[int]] = {}
+            for i, ev in enumerate(events):
+                part = keys.partition_of(ev.user_id, self.partitions)
+                by_partition.setdefault(part, []).append(i)
+            groups = list(by_partition.values())
+        calls = [self._pack([events[i] for i in group]) for group in groups]
+        replies: list[Any] = [None] * len(groups)
+        try:
+            if len(groups) == 1:
+                replies[0] = await self._script(keys=calls[0][0], args=calls[0][1])
+            else:
+                todo = list(range(len(groups)))
+                for attempt in range(2):
+                    done = await self._write_pipelined([calls[g] for g in todo])
+                    for g, reply in zip(todo, done, strict=True):
+                        replies[g] = reply
+                    todo = [g for g in todo if isinstance(replies[g], NoScriptError)]
+                    if not todo or attempt:
+                        break
+                    await self.client.script_load(_WRITE_BATCH)  # a master lost its cache
+        except RedisError as exc:
+            raise StoreUnavailable(f"cannot write feedback: {exc}") from exc
+        flags = [0] * len(events)
+        accepted = duplicates = 0
+        failed: list[Exception] = []
+        for group, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, Exception):
+                failed.append(reply)
+                continue
+            accepted += int(reply[0])
+            duplicates += int(reply[1])
+            for i, flag in zip(group, reply[2], strict=True):
+                flags[i] = int(flag)
+        new = tuple(ev for ev, flag in zip(events, flags, strict=True) if flag)
+        result = WriteResult(accepted, duplicates, dict(Counter(ev.type for ev in new)), new)
+        if failed:
+            stored = accepted + duplicates
+            raise PartlyWritten(
+                f"cannot write feedback: {failed[0]}; {stored} of {len(events)} events are "
+                "stored (retry the batch with the same event ids: those count as duplicates)",
+                written=result,
+            )
+        return result
+
+    def _pack(self, events: Sequence[FeedbackEvent]) -> tuple[list[str], list[str | int]]:
+        """The write script's KEYS and ARGV for ``events``."""
         positions: dict[str, int] = {}  # key -> its 1-based position in KEYS
 
         def at(key: str) -> int:
@@ -296,13 +391,16 @@ class FeedbackStore:
             8 * 86_400,
             json.dumps(packed),
         ]
-        try:
-            accepted, duplicates, flags = await self._script(keys=list(positions), args=args)
-        except RedisError as exc:
-            raise StoreUnavailable(f"cannot write feedback: {exc}") from exc
-        new = tuple(ev for ev, flag in zip(events, flags, strict=True) if flag)
-        by_type = Counter(ev.type for ev in new)
-        return WriteResult(int(accepted), int(duplicates), dict(by_type), new)
+        return list(positions), args
+
+    async def _write_pipelined(
+        self, calls: Sequence[tuple[list[str], list[str | int]]]
+    ) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for call_keys, args in calls:
+                pipe.execute_command("EVALSHA", self._script.sha, len(call_keys), *call_keys, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     async def popular(self, *, days: int, now: float | None = None) -> list[tuple[str, float]]:
         """Likes per item over the last ``days`` UTC days summed across partitions, most

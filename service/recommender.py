@@ -132,12 +132,16 @@ class Recommender:
     async def _serve(self, asks: list[Ask]) -> list[Outcome]:
         """One batch: its answers in order, or the error of a request (an unknown category)."""
         version = snapshot(self._holder)
-        degraded = False
         generation: int | None = None
+        read: list[UserState | None]
         try:
-            generation, states = await self._store.read_batch([ask.user_id for ask in asks])
+            generation, read = await self._store.read_batch([ask.user_id for ask in asks])
         except StoreUnavailable:
-            states, degraded = [_EMPTY] * len(asks), True
+            read = [None] * len(asks)
+        # A user whose state could not be read (Redis down, or their cluster master) gets a
+        # degraded answer; on a cluster the others of the batch are served as usual.
+        unread = [state is None for state in read]
+        states = [_EMPTY if state is None else state for state in read]
         await self._catalog.refresh(generation)
         model = self._catalog.serving(version)
         outcomes: list[Outcome | None] = [None] * len(asks)
@@ -185,10 +189,11 @@ class Recommender:
                     model, recent, k=asks[i].k, blocked=f.blocked, allowed=f.allowed
                 )
         for i, result in ranked.items():
-            outcomes[i] = self._answer(model, asks[i], states[i], result, degraded=degraded)
+            outcomes[i] = self._answer(model, asks[i], states[i], result, degraded=unread[i])
         self._metrics.recommendations_served.inc(len(ranked))
-        if degraded and ranked:
-            self._metrics.degraded_responses.inc(len(ranked))
+        degraded = sum(1 for i in ranked if unread[i])
+        if degraded:
+            self._metrics.degraded_responses.inc(degraded)
         return [o for o in outcomes if o is not None]
 
     def _answer(

@@ -16,14 +16,15 @@ import gc
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder, ServingModel, build_serving_model
 from veto import keys
 from veto.artifacts import load_version, version_dir
+from veto.connection import AsyncClient
 from veto.errors import ArtifactError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Reloader:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncClient,
         holder: ModelHolder,
         *,
         artifacts_dir: Path,
@@ -122,22 +123,26 @@ class Reloader:
         return True
 
     async def _run(self) -> None:
-        pubsub: aioredis.client.PubSub | None = None
+        # The pointer is checked every turn, the notice only shortens the wait: on a cluster
+        # the channel's node can be down while the pointer's is not.
+        pubsub: Any = None  # PubSub, or ClusterPubSub on a cluster
         try:
             while not self._stopping:
+                try:
+                    await self.check()
+                except (RedisError, StoreUnavailable, OSError) as exc:
+                    log.debug("model pointer check failed: %s", exc)
+                except Exception:  # the watcher must not die: it would pin the old version
+                    log.exception("model reloader error")
                 try:
                     if pubsub is None:
                         pubsub = self._client.pubsub()
                         await pubsub.subscribe(keys.MODEL_CHANNEL)
-                    await self.check()
                     await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._interval)
-                except (RedisError, StoreUnavailable, OSError) as exc:
-                    log.debug("model pointer watch interrupted: %s", exc)
+                except (RedisError, OSError) as exc:
+                    log.debug("model notice watch interrupted: %s", exc)
                     await _close(pubsub)
                     pubsub = None
-                    await asyncio.sleep(self._interval)
-                except Exception:  # the watcher must not die: it would pin the old version
-                    log.exception("model reloader error")
                     await asyncio.sleep(self._interval)
         finally:
             await _close(pubsub)
@@ -159,7 +164,7 @@ class Reloader:
         self._loader.shutdown(wait=False, cancel_futures=True)
 
 
-async def _close(pubsub: aioredis.client.PubSub | None) -> None:
+async def _close(pubsub: Any) -> None:
     if pubsub is not None:
         with contextlib.suppress(Exception):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()

@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from veto import keys
+from veto.connection import AsyncClient
 from veto.errors import StoreUnavailable
 
 # KEYS: history, liked, disliked, decided, events (the index event id -> stream id), the
@@ -84,7 +84,7 @@ class HeldState:
 class UserStore:
     """Erases and reads one user's data; one instance per process."""
 
-    def __init__(self, client: aioredis.Redis, *, partitions: int) -> None:
+    def __init__(self, client: AsyncClient, *, partitions: int) -> None:
         self.client = client
         self.partitions = partitions
         self._erase = client.register_script(_ERASE)

@@ -13,7 +13,9 @@ argparse (``tests/veto/test_layout.py``). Its public surface, one module per nou
     search      nearest: the item search the service serves and the trainer's recall measures
     encoder     UserEncoder, the NumPy user tower the service runs
     ranking     adjust_scores, the scoring core the service and ``veto eval`` share
-    connection  the command-line processes' Redis client
+    connection  Redis clients (one Redis or a cluster) of every process, from the URL
+    redis_url   VETO_REDIS_URL parsed: one Redis, or a Redis Cluster's startup nodes
+    partitions  the deployment's partition count, recorded in Redis and enforced at start
 
 ``veto.cli`` (the ``veto`` command and the one-machine stack) is not part of the contract:
 it imports the processes, and nothing imports it.
@@ -29,7 +31,9 @@ __all__ = [
     "ids",
     "items",
     "keys",
+    "partitions",
     "ranking",
+    "redis_url",
     "registry",
     "search",
     "settings",

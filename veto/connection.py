@@ -1,21 +1,82 @@
-"""The synchronous Redis client of the command-line processes (trainer, bootstrap, versions)."""
+"""Redis clients from ``VETO_REDIS_URL``: one Redis, or a Redis Cluster.
+
+    redis://[:password@]host:port/db                 one Redis (redis-py's URL)
+    rediss://...                                     the same over TLS
+    redis+cluster://[:password@]host:port[,host:port...]   a Redis Cluster: any masters as
+    rediss+cluster://...                             startup nodes (redis-py's RedisCluster
+                                                     discovers the rest); no database number
+
+Every process builds its client here (the service its asyncio one, ``connect_async``), so
+both read the URL the same way. Code that needs a different command on a cluster asks
+``is_cluster(client)``; everything else is written once for both.
+"""
 
 from __future__ import annotations
 
-import redis
+from typing import Any, TypeAlias
 
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.cluster import ClusterNode
+
+from veto.redis_url import cluster_address
 from veto.settings import CommonSettings
 
 # Trainer calls read whole histories and streams: a serving-size timeout would cut them off.
 MIN_TIMEOUT_SECONDS = 5.0
 
+Client: TypeAlias = redis.Redis | redis.RedisCluster
+AsyncClient: TypeAlias = aioredis.Redis | aioredis.RedisCluster
 
-def connect(settings: CommonSettings) -> redis.Redis:
-    """A client of ``settings.redis_url`` (str replies), not yet connected."""
+
+def is_cluster(client: Client | AsyncClient) -> bool:
+    return isinstance(client, redis.RedisCluster | aioredis.RedisCluster)
+
+
+def connect(settings: CommonSettings) -> Client:
+    """A client of ``settings.redis_url`` (str replies) for the command-line processes."""
     timeout = max(settings.redis_timeout_seconds, MIN_TIMEOUT_SECONDS)
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+    return connect_url(settings.redis_url, timeout=timeout)
+
+
+def connect_url(url: str, *, timeout: float = 5.0, decode: bool = True) -> Client:
+    """A synchronous client of ``url``, one Redis or a cluster (not yet connected)."""
+    address = cluster_address(url)
+    options: dict[str, Any] = {
+        "decode_responses": decode,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
+    if address is None:
+        return redis.Redis.from_url(url, **options)
+    return redis.RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],  # type: ignore[no-untyped-call]
+        password=address.password,
+        username=address.username,
+        ssl=address.ssl,
+        # A master down leaves the other masters' slots serving (see README, "Redis Cluster").
+        require_full_coverage=False,
+        **options,
+    )
+
+
+def connect_async(url: str, *, timeout: float, **options: Any) -> AsyncClient:
+    """An asyncio client of ``url`` (str replies); ``options`` go to redis-py as they are."""
+    address = cluster_address(url)
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        **options,
+    }
+    if address is None:
+        return aioredis.Redis.from_url(url, **common)
+    return aioredis.RedisCluster(
+        startup_nodes=[AsyncClusterNode(host, port) for host, port in address.nodes],
+        password=address.password,
+        username=address.username,
+        ssl=address.ssl,
+        require_full_coverage=False,
+        **common,
     )

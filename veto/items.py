@@ -31,6 +31,7 @@ from typing import Any
 import redis
 
 from veto import keys
+from veto.connection import Client
 from veto.errors import StoreUnavailable
 
 LIVE, HIDDEN, DELETED = "live", "hidden", "deleted"
@@ -125,7 +126,7 @@ def script_input(ops: Sequence[list[Any]], *, now: float) -> tuple[list[str], li
 
 
 def seed(
-    client: redis.Redis,
+    client: Client,
     items: Iterable[tuple[str, str | None]],
     *,
     chunk: int = 10_000,
@@ -178,7 +179,7 @@ class CatalogView:
         self.states: dict[str, str] = {}
         self.categories: dict[str, str] = {}
 
-    def refresh(self, client: redis.Redis, *, replay_limit: int = 10_000) -> bool:
+    def refresh(self, client: Client, *, replay_limit: int = 10_000) -> bool:
         """Catch up with the catalog; True when the generation moved (StoreUnavailable on a
         Redis error, the view unchanged)."""
         try:
@@ -207,7 +208,7 @@ class CatalogView:
             self.last_id = _text(entry_id)
         self.generation = generation
 
-    def _load(self, client: redis.Redis) -> None:
+    def _load(self, client: Client) -> None:
         """The whole state: the indexes and the log's newest entry in one transaction, then
         the records by SCAN (not atomic with it: a write in between is in the log after
         ``last_id`` and is replayed on the next refresh, which is idempotent)."""
@@ -234,7 +235,7 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _log_after(client: redis.Redis, after: str, count: int) -> tuple[int, list[Any]] | None:
+def _log_after(client: Client, after: str, count: int) -> tuple[int, list[Any]] | None:
     """The generation and up to ``count`` log entries after ``after``, in one transaction;
     None when the log was trimmed past ``after`` (entries may be lost)."""
     pipe = client.pipeline(transaction=True)

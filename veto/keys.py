@@ -18,6 +18,7 @@ live in one Redis Cluster slot and one user's write is a single Lua transaction.
                                             trainer last purged them (``veto.users``)
     veto:{p3}:pop:<yyyymmdd>      zset      likes per item that day, in this partition
     veto:model:current            string    the current model version (an integer)
+    veto:config:partitions        string    the deployment's partition count (veto.partitions)
     veto:model:notify             channel   published to after the pointer changes
 
 The catalog (``veto.items``) shares one hash tag, ``{catalog}``, so one batch of item writes
@@ -39,6 +40,7 @@ import zlib
 PREFIX = "veto"
 MODEL_POINTER = f"{PREFIX}:model:current"
 MODEL_CHANNEL = f"{PREFIX}:model:notify"
+PARTITIONS = f"{PREFIX}:config:partitions"
 CONSUMER_GROUP = "trainer"
 _CATALOG = f"{PREFIX}:{{catalog}}"
 CATALOG_GENERATION = f"{_CATALOG}:gen"

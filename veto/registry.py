@@ -10,10 +10,11 @@ from __future__ import annotations
 import redis
 
 from veto import keys
+from veto.connection import Client
 from veto.errors import NoModelVersion, StoreUnavailable
 
 
-def publish(client: redis.Redis, version: int) -> None:
+def publish(client: Client, version: int) -> None:
     """Make ``version`` current and tell the services."""
     try:
         client.set(keys.MODEL_POINTER, str(version))
@@ -22,7 +23,7 @@ def publish(client: redis.Redis, version: int) -> None:
         raise StoreUnavailable(f"cannot publish version {version}: {exc}") from exc
 
 
-def current(client: redis.Redis) -> int:
+def current(client: Client) -> int:
     """The current version; NoModelVersion if none was published."""
     try:
         raw = client.get(keys.MODEL_POINTER)

@@ -12,9 +12,13 @@ from fastapi import FastAPI
 
 from trainer.data.synthetic import SyntheticWorld
 from veto import keys
+from veto.settings import CommonSettings
 
 # ``async with serve(**setting_overrides) as (app, client)`` (the ``serve`` fixture).
 Serve = Callable[..., AbstractAsyncContextManager[tuple[FastAPI, httpx.AsyncClient]]]
+
+# The service's default partition count (what the service tests run with).
+PARTITIONS: int = CommonSettings.model_fields["stream_partitions"].default
 
 
 def event(user: str, item: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -27,8 +31,9 @@ def items_of(body: dict[str, Any]) -> list[str]:
 
 
 def written_keys(client: redis.Redis) -> list[str]:
-    """Every key a request could have created (the model pointer is not one)."""
-    return sorted(k for k in client.keys("*") if k != keys.MODEL_POINTER)
+    """Every key a request could have created (not the model pointer or the partition
+    count, which the service records at start)."""
+    return sorted(k for k in client.keys("*") if k not in (keys.MODEL_POINTER, keys.PARTITIONS))
 
 
 def items_in(world: SyntheticWorld, category: str, n: int | None = None) -> list[str]:

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from service.app import create_app
 from tests.processes import ServeProcess, veto_env
-from tests.service.svc_helpers import Serve, event, written_keys
+from tests.service.svc_helpers import PARTITIONS, Serve, event, written_keys
 from veto.keys import UserKeys
 from veto.settings import ServiceSettings
 
@@ -38,7 +38,7 @@ async def test_without_a_configured_key_feedback_is_open(
             headers={"X-API-Key": "anything"},
         )
     assert bare.status_code == 200 and keyed.status_code == 200
-    assert redis_client.smembers(UserKeys("open", 8).liked) == {"i1", "i2"}
+    assert redis_client.smembers(UserKeys("open", PARTITIONS).liked) == {"i1", "i2"}
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,15 @@ import httpx
 import pytest
 import redis
 
-from tests.service.svc_helpers import Serve, event, items_in, items_of, recommended, redis_state
+from tests.service.svc_helpers import (
+    PARTITIONS,
+    Serve,
+    event,
+    items_in,
+    items_of,
+    recommended,
+    redis_state,
+)
 from trainer.data.synthetic import SyntheticWorld
 from veto import keys
 from veto.cli.redis_server import RedisServer
@@ -214,7 +222,7 @@ async def test_feedback_on_an_item_only_the_catalog_has_is_accepted(
     assert [e["index"] for e in before.json()["error"]["details"]["errors"]] == [0]
     assert after.status_code == 200 and after.json()["accepted"] == 2
     assert hidden.status_code == 200  # a hidden item exists: it is only not served
-    history = redis_client.lrange(UserKeys("cy", 8).history, 0, -1)
+    history = redis_client.lrange(UserKeys("cy", PARTITIONS).history, 0, -1)
     assert [HistoryEntry.decode(h).item_id for h in history] == ["brand-new", "i1", "brand-new"]
     assert recs.status_code == 200  # a history item without a vector is skipped
 

@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 import redis
 
-from tests.service.svc_helpers import Serve, event, written_keys
+from tests.conftest import BOTH
+from tests.service.svc_helpers import PARTITIONS, Serve, event, written_keys
 from veto.events import EventType, FeedbackEvent, HistoryEntry
 from veto.keys import UserKeys
 
-pytestmark = pytest.mark.anyio
-PARTITIONS = 8
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("redis_backend", BOTH, indirect=True),
+]
 
 
 async def test_accepted_batch_lands_in_stream_history_sets_and_popular(

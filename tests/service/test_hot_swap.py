@@ -15,9 +15,13 @@ import httpx
 import pytest
 
 from service import reloader
+from tests.conftest import BOTH
 from tests.service.svc_helpers import Serve, event
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("redis_backend", BOTH, indirect=True),
+]
 
 
 async def _served_version(client: httpx.AsyncClient) -> int:

@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 import redis
 
-from tests.service.svc_helpers import Serve, event, items_in, items_of
+from tests.conftest import BOTH
+from tests.service.svc_helpers import PARTITIONS, Serve, event, items_in, items_of
 from trainer.data.synthetic import SyntheticWorld
 from veto.events import EventType, HistoryEntry
 from veto.keys import UserKeys
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("redis_backend", BOTH, indirect=True),
+]
 
 
 async def test_recommendations_have_the_documented_shape(
@@ -155,7 +159,7 @@ async def test_history_items_unknown_to_the_model_are_skipped(
     serve: Serve, publish_version: Callable[..., Path], redis_client: redis.Redis
 ) -> None:
     publish_version(1)
-    keys = UserKeys("gil", 8)
+    keys = UserKeys("gil", PARTITIONS)
     old = HistoryEntry(item_id="retired-item", type=EventType.LIKE, timestamp=1.0)
     redis_client.lpush(keys.history, old.encode())
     async with serve() as (_, client):

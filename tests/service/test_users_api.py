@@ -13,13 +13,12 @@ import httpx
 import pytest
 import redis
 
-from tests.service.svc_helpers import Serve, event, recommended, redis_state
+from tests.service.svc_helpers import PARTITIONS, Serve, event, recommended, redis_state
 from veto import keys
 from veto.keys import UserKeys
 
 pytestmark = pytest.mark.anyio
 KEY = {"X-API-Key": "s3cret"}
-PARTITIONS = 8  # the service's default
 
 
 def _user_entries(client: redis.Redis, user: str) -> list[str]:

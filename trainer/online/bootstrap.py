@@ -27,9 +27,9 @@ from trainer.online.export import popular_items, write_model
 from trainer.online.histories import load_histories
 from trainer.online.index import build_index
 from trainer.online.replay import ReplayBuffer
-from veto import items, keys, registry
+from veto import items, keys, partitions, registry
 from veto.artifacts import ITEM_CATEGORIES, ITEM_IDS, Watermark, version_dir
-from veto.connection import connect
+from veto.connection import Client, connect
 from veto.errors import ConfigError, NoModelVersion, StoreUnavailable, VetoError, report
 from veto.settings import TrainerSettings, load_settings
 
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _published(client: redis.Redis) -> int | None:
+def _published(client: Client) -> int | None:
     try:
         return registry.current(client)
     except NoModelVersion:
@@ -61,7 +61,7 @@ def _status(message: str, progress: bool) -> None:
         print(f"veto bootstrap: {message}", flush=True)
 
 
-def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis) -> int:
+def run(args: argparse.Namespace, settings: TrainerSettings, client: Client) -> int:
     """Bootstrap with parsed arguments; returns the version published (0 if skipped)."""
     progress = not args.quiet
     try:
@@ -92,6 +92,9 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
     )
     if not dataset.interactions:
         raise ConfigError(f"dataset {dataset.name!r} has no interactions")
+    # Before training: a deployment set up with another count refuses at once. After the
+    # input is checked: bad input writes nothing, this record included.
+    partitions.check(client, settings.stream_partitions)
     learner = Learner(item_ids=dataset.item_ids, config=config, warm=False)
     learner.add_users(x.user_id for x in dataset.interactions)
     examples = make_examples(
@@ -152,7 +155,7 @@ def run(args: argparse.Namespace, settings: TrainerSettings, client: redis.Redis
     return version
 
 
-def _seed_from_version(client: redis.Redis, settings: TrainerSettings, version: int) -> int:
+def _seed_from_version(client: Client, settings: TrainerSettings, version: int) -> int:
     """Seed a catalog that was never written from ``version``'s items and categories; 0 when
     the catalog has been written to (it is the source of truth then) or the files are gone."""
     if client.exists(keys.CATALOG_GENERATION):

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import redis
 
 from veto import keys
+from veto.connection import Client
 from veto.errors import StoreUnavailable
 from veto.events import EventType, FeedbackEvent
 
@@ -32,7 +33,7 @@ return removed
 """
 
 
-def read_erased(client: redis.Redis, *, partitions: int) -> dict[str, float]:
+def read_erased(client: Client, *, partitions: int) -> dict[str, float]:
     """Erased users not yet purged, with their (latest) erasure time (service clock, s)."""
     try:
         pipe = client.pipeline(transaction=False)
@@ -48,7 +49,7 @@ def read_erased(client: redis.Redis, *, partitions: int) -> dict[str, float]:
     return out
 
 
-def clear(client: redis.Redis, erased: Mapping[str, float], *, partitions: int) -> None:
+def clear(client: Client, erased: Mapping[str, float], *, partitions: int) -> None:
     """Remove the purged erasures (after a version without them is published)."""
     by_partition: dict[int, list[str]] = {}
     for user, at in erased.items():
@@ -62,7 +63,7 @@ def clear(client: redis.Redis, erased: Mapping[str, float], *, partitions: int) 
 
 
 def read_withdrawn(
-    client: redis.Redis, users: Sequence[str], *, partitions: int
+    client: Client, users: Sequence[str], *, partitions: int
 ) -> dict[tuple[str, str], float]:
     """(user, item) -> the user's latest withdraw of the item, for ``users``."""
     try:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import redis
 from tqdm import tqdm  # type: ignore[import-untyped]
 
+from veto.connection import Client
 from veto.errors import StoreUnavailable
 from veto.events import N_EVENT_TYPES, EventType, FeedbackEvent, HistoryEntry, Interaction
 from veto.keys import UserKeys
@@ -39,7 +40,7 @@ def _user_state(events: Sequence[Interaction]) -> tuple[set[str], set[str]]:
 
 
 def load_histories(
-    client: redis.Redis,
+    client: Client,
     interactions: Sequence[Interaction],
     *,
     partitions: int,
@@ -64,7 +65,8 @@ def load_histories(
                 keys = UserKeys(user, partitions)
                 recent = events[::-1][:history_len]  # newest first
                 liked, disliked = _user_state(events)
-                pipe.delete(keys.history, keys.liked, keys.disliked)
+                for key in (keys.history, keys.liked, keys.disliked):
+                    pipe.delete(key)  # one key each: a cluster pipeline takes no multi-key DEL
                 pipe.rpush(
                     keys.history,
                     *[HistoryEntry(x.item_id, x.type, x.timestamp).encode() for x in recent],
@@ -80,7 +82,7 @@ def load_histories(
 
 
 def fetch_histories(
-    client: redis.Redis, users: Sequence[str], *, partitions: int
+    client: Client, users: Sequence[str], *, partitions: int
 ) -> dict[str, list[str]]:
     """Raw history lists (newest first) of ``users``, in one round trip."""
     try:

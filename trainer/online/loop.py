@@ -47,7 +47,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import redis
 
 from trainer.learn.config import TrainConfig
 from trainer.learn.examples import UNKNOWN_OWNER, Examples, make_examples, owner_of, owners_of
@@ -61,8 +60,9 @@ from trainer.online.index import IndexKeeper
 from trainer.online.metrics import TrainerMetrics
 from trainer.online.replay import ReplayBuffer
 from trainer.online.stream import Entry, FeedbackReader, stream_id_key
-from veto import items, registry
+from veto import items, partitions, registry
 from veto.artifacts import Watermark, prune, version_dir
+from veto.connection import Client
 from veto.errors import NoModelVersion
 from veto.events import EventType, FeedbackEvent
 from veto.settings import TrainerSettings
@@ -138,7 +138,7 @@ class Trainer:
     def __init__(
         self,
         settings: TrainerSettings,
-        client: redis.Redis,
+        client: Client,
         *,
         metrics: TrainerMetrics,
         hook: Hook = no_hook,
@@ -203,6 +203,7 @@ class Trainer:
         """One round on what is waiting (None if nothing is); raises on failure, and
         NoModelVersion when nothing is published yet."""
         if not self._groups_ready:
+            partitions.check(self.client, self.settings.stream_partitions)
             self.reader.ensure_groups()
             self._groups_ready = True
         self.metrics.pending.set(self.reader.backlog())

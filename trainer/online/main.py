@@ -43,8 +43,8 @@ def main(argv: list[str], *, hook: Hook = no_hook) -> int:
         return report("veto train", exc)
     metrics = TrainerMetrics(CollectorRegistry())
     client = connect(settings)
-    trainer = Trainer(settings, client, metrics=metrics, hook=hook)
     try:
+        trainer = Trainer(settings, client, metrics=metrics, hook=hook)
         if args.once:
             done = trainer.run_once(
                 max_events=settings.max_events, first_wait=min(settings.interval_seconds, 1.0)

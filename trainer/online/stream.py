@@ -3,18 +3,27 @@
 Delivery is at-least-once: entries are acked only after the version trained on them is
 published. A restarted trainer first re-reads its own pending entries (id 0), then claims
 entries another consumer left pending for too long (XAUTOCLAIM), then reads new ones (>).
+
+On one Redis every partition is read by one XREADGROUP. On a Redis Cluster the partitions'
+streams live in different slots, which one command cannot span: each is read by its own
+XREADGROUP, all in one pipeline (redis-py sends each master its share at once), and a wait
+for new entries polls that pipeline every ``CLUSTER_POLL_SECONDS`` instead of blocking.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from veto import keys
+from veto.connection import Client, is_cluster
 from veto.errors import StoreUnavailable
 from veto.events import FeedbackEvent
+
+CLUSTER_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ class FeedbackReader:
     """The trainer's side of the consumer group (client with decode_responses=True)."""
 
     def __init__(
-        self, client: redis.Redis, *, partitions: int, consumer: str, claim_idle_ms: int
+        self, client: Client, *, partitions: int, consumer: str, claim_idle_ms: int
     ) -> None:
         self.client = client
         self.streams = keys.streams(partitions)
@@ -65,14 +74,18 @@ class FeedbackReader:
                 raise StoreUnavailable(f"cannot create the consumer group: {exc}") from exc
 
     def _read(self, ids: dict[str, str], *, count: int, block_ms: int | None) -> list[Entry]:
+        reply: Any
         try:
-            reply: Any = self.client.xreadgroup(
-                keys.CONSUMER_GROUP,
-                self.consumer,
-                streams=ids,  # type: ignore[arg-type]
-                count=count,
-                block=block_ms,
-            )
+            if is_cluster(self.client):
+                reply = self._read_each(ids, count=count, block_ms=block_ms)
+            else:
+                reply = self.client.xreadgroup(
+                    keys.CONSUMER_GROUP,
+                    self.consumer,
+                    streams=ids,  # type: ignore[arg-type]
+                    count=count,
+                    block=block_ms,
+                )
         except redis.RedisError as exc:
             raise StoreUnavailable(f"cannot read feedback: {exc}") from exc
         out: list[Entry] = []
@@ -82,6 +95,20 @@ class FeedbackReader:
                     continue
                 out.append(_parse(stream, self.partition[stream], entry_id, fields))
         return out
+
+    def _read_each(self, ids: dict[str, str], *, count: int, block_ms: int | None) -> list[Any]:
+        """XREADGROUP per stream in one pipeline (a cluster), polled until ``block_ms``."""
+        deadline = time.monotonic() + (block_ms or 0) / 1000
+        while True:
+            pipe = self.client.pipeline(transaction=False)
+            for stream, start in ids.items():
+                pipe.xreadgroup(
+                    keys.CONSUMER_GROUP, self.consumer, streams={stream: start}, count=count
+                )
+            reply = [row for rows in pipe.execute() for row in rows or []]
+            if reply or block_ms is None or time.monotonic() >= deadline:
+                return reply
+            time.sleep(min(CLUSTER_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def own_pending(self, *, count: int) -> list[Entry]:
         """This consumer's delivered-but-unacked entries (at most ``count`` per stream)."""

