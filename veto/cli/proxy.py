@@ -280,7 +280,7 @@ def _parser() -> argparse.ArgumentParser:
         "(what `veto up --replicas N` runs on --port).",
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1)")
-    p.add_argument("--port", type=int, required=True, help="the one address's port")
+    p.add_argument("--port", type=_port_arg, required=True, help="the one address's port")
     p.add_argument(
         "--upstream",
         type=_upstream_arg,
@@ -293,6 +293,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--connect-timeout", type=float, default=2.0, help="seconds (2)")
     return p
+
+
+def _port_arg(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {port}")
+    return port
 
 
 def _upstream_arg(text: str) -> Upstream:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.processes import VetoProcess, eventually, veto_env
 from veto.cli.proxy import UNAVAILABLE_BODY, Balancer, Upstream, parse_upstream
+from veto.cli.proxy import main as proxy_cli
 from veto.cli.redis_server import free_port
 
 BIG = bytes(range(256)) * 40_000  # 10 MB: more than any socket buffer, so flow control runs
@@ -194,3 +195,17 @@ def test_parse_upstream(text: str, upstream: Upstream) -> None:
 def test_parse_upstream_rejects_a_bad_address(text: str) -> None:
     with pytest.raises(ValueError):
         parse_upstream(text)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--port", "0", "--upstream", "1"],
+        ["--port", "8000"],
+        ["--port", "8000", "--upstream", "h:"],
+    ],
+)
+def test_proxy_rejects_bad_options(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        proxy_cli(argv)
+    assert exc.value.code == 2

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench.stack import write_next_version
 from tests.processes import eventually, http_json
 from veto import registry
 from veto.cli import up
@@ -256,6 +255,8 @@ def test_up_with_replicas_shares_feedback_and_swaps_on_every_replica(
     assert [y - x for x, y in zip(before, after, strict=True)] == [2.0, 2.0]
 
     # A hot swap reaches every replica: each watches the pointer in Redis on its own.
+    from bench.stack import write_next_version  # the same catalog, perturbed vectors
+
     assert _serving_version(a) == _serving_version(b) == 1
     write_next_version(data / "artifacts", parent=1, flat_max_items=50_000, seed=1)
     client = redis.Redis.from_url(_banner_value(out, "Redis"))
