@@ -5,7 +5,8 @@
     python -m bench.run --only swap,ingest
     python -m bench.run --soak --soak-seconds 600
 
-Benchmarks: serving (GET req/s, p50/p99 vs a bare FastAPI fixed list), memory (service RSS
+Benchmarks: serving (GET req/s, p50/p99 vs a bare FastAPI fixed list), proxy (GET req/s
+through ``veto proxy`` vs straight to the replica, bench/proxy.py), memory (service RSS
 vs N x D x 4), swap (hot swap under GET load), ingest (feedback events/s, single and batches
 of 100, vs a bare FastAPI POST), profile (CPU µs per GET and POST by category, from py-spy
 samples of ``veto serve``, vs the bare apps: bench/profile.py), training (examples/s,
@@ -28,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import catalog, ingest, memory, procs, profile, serving, soak, swap
+from bench import catalog, ingest, memory, procs, profile, proxy, serving, soak, swap
 from bench.report import RESULTS, Figure, Skipped, load_all, machine_info, save, summary_markdown
 from bench.stack import Stack, seeded_stack
 
 NAMES = (
     "serving",
+    "proxy",
     "memory",
     "swap",
     "ingest",
@@ -176,7 +178,7 @@ def _label(n_items: int) -> str:
 def _serving_stack(runner: Runner, p: Plan, chosen: list[str], n_items: int) -> None:
     """One seeded stack per catalog size: serving, memory, swap, ingest, profile (in that order:
     ingest adds history, memory is read after serving load has touched the index)."""
-    wanted = [n for n in ("serving", "memory", "swap", "ingest", "profile") if n in chosen]
+    wanted = [n for n in ("serving", "proxy", "memory", "swap", "ingest", "profile") if n in chosen]
     if not wanted:
         return
     with tempfile.TemporaryDirectory(prefix="veto-bench-") as tmp:
@@ -216,6 +218,8 @@ def _measure_stack(
     suffix = _label(n_items)
     if "serving" in wanted:
         runner.run(f"serving_{suffix}", lambda: serving.measure(stack, refs["get"], **load))  # type: ignore[arg-type]
+    if "proxy" in wanted:
+        runner.run(f"proxy_{suffix}", lambda: proxy.measure(stack, **load))  # type: ignore[arg-type]
     if "memory" in wanted:
         runner.run(f"memory_{suffix}", lambda: memory.measure(stack, refs["get"]))
     if "swap" in wanted:

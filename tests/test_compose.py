@@ -8,6 +8,10 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +29,26 @@ from tests.metric_names import (
     process_series,
     rule_exprs,
 )
+from tests.processes import eventually, http_json
 from veto.cli import promconfig
+from veto.cli.proxy import UNAVAILABLE_BODY
+from veto.cli.redis_server import free_port
 from veto.settings import known_variables
 
 COMPOSE = ROOT / "docker-compose.yml"
 PROM_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "docker" / "grafana"
+PROXY = ROOT / "docker" / "proxy"
+HAPROXY_CFG = PROXY / "haproxy.cfg"
 SECRETS = {"REDIS_PASSWORD": "r-secret", "VETO_API_KEY": "k-secret", "GRAFANA_ADMIN_PASSWORD": "g"}
 
 needs_compose = pytest.mark.skipif(
     shutil.which("docker-compose") is None,
     reason="docker-compose is not on PATH (apt-get install docker-compose; .ci/run does)",
+)
+needs_haproxy = pytest.mark.skipif(
+    shutil.which("haproxy") is None,
+    reason="haproxy is not on PATH (apt-get install haproxy; .ci/run does)",
 )
 needs_promtool = pytest.mark.skipif(
     shutil.which("promtool") is None,
@@ -122,6 +135,29 @@ def test_service_scales_behind_the_proxy_after_bootstrap(compose_config: dict[st
 
 
 @needs_compose
+def test_service_runs_two_replicas_by_default_behind_haproxy(
+    compose_config: dict[str, Any],
+) -> None:
+    services = compose_config["services"]
+    assert services["service"]["deploy"]["replicas"] == 2
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("haproxy:")
+    command = proxy["command"]
+    # The config's relative paths (errors/503.http) resolve in its mounted directory.
+    assert command[command.index("-C") + 1] == "/usr/local/etc/haproxy"
+    assert command[command.index("-f") + 1] == "/usr/local/etc/haproxy/haproxy.cfg"
+    mounts = dict(_mount(v) for v in proxy["volumes"])
+    assert mounts["/usr/local/etc/haproxy"] == (str(PROXY), True)
+
+
+@needs_compose
+def test_service_replicas_follow_service_replicas_variable() -> None:
+    result = _compose("config", env={**SECRETS, "SERVICE_REPLICAS": "3"})
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["services"]["service"]["deploy"]["replicas"] == 3
+
+
+@needs_compose
 @pytest.mark.parametrize("unset", sorted(SECRETS))
 def test_compose_refuses_to_run_without_a_secret(unset: str) -> None:
     env = {k: v for k, v in SECRETS.items() if k != unset}
@@ -143,6 +179,108 @@ def test_dockerfiles_keep_torch_out_of_the_service_and_run_as_non_root() -> None
         assert "\nUSER veto\n" in text and "HEALTHCHECK" in text
 
 
+def _haproxy(*args: str) -> subprocess.CompletedProcess[str]:
+    # -C: the config's relative paths are relative to its directory, as in the compose file.
+    return subprocess.run(
+        ["haproxy", *args], capture_output=True, text=True, timeout=30, cwd=str(PROXY)
+    )
+
+
+@needs_haproxy
+def test_haproxy_accepts_the_compose_proxy_config_without_a_warning() -> None:
+    result = _haproxy("-c", "-dW", "-C", str(PROXY), "-f", str(HAPROXY_CFG))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_haproxy
+def test_haproxy_rejects_a_broken_proxy_config(tmp_path: Path) -> None:
+    bad = tmp_path / "haproxy.cfg"
+    bad.write_text(HAPROXY_CFG.read_text().replace("balance roundrobin", "balance roundrobbin"))
+    assert _haproxy("-c", "-C", str(PROXY), "-f", str(bad)).returncode != 0
+
+
+def test_proxy_503_is_the_error_shape_veto_proxy_answers() -> None:
+    raw = (PROXY / "errors" / "503.http").read_bytes()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 503 Service Unavailable"
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert headers["Content-Type"] == "application/json"
+    assert int(headers["Content-Length"]) == len(body)
+    assert json.loads(body) == UNAVAILABLE_BODY
+
+
+class _Healthy(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = json.dumps({"status": "ok", "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def local_haproxy(tmp_path: Path) -> Iterator[tuple[str, ThreadingHTTPServer]]:
+    """The compose proxy config run by the real haproxy with only its Docker parts swapped:
+    loopback bind, one replica (a thread here) and one dead one instead of Docker's DNS."""
+    replica = ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
+    threading.Thread(target=replica.serve_forever, daemon=True).start()
+    port = free_port()
+    text = HAPROXY_CFG.read_text()
+    swaps = {
+        "bind :8000": f"bind 127.0.0.1:{port}",
+        " resolvers docker resolve-prefer ipv4 init-addr none": "",
+        "server-template service 10 service:8000": (
+            f"server live 127.0.0.1:{replica.server_address[1]}\n"
+            f"    server dead 127.0.0.1:{free_port()}"
+        ),
+        "log stdout format raw": "log stderr format raw",
+    }
+    for old, new in swaps.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text)
+    log = (tmp_path / "haproxy.log").open("wb")
+    proc = subprocess.Popen(
+        ["haproxy", "-db", "-C", str(PROXY), "-f", str(config)], stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        eventually(lambda: http_json("GET", f"{url}/healthz")[0] == 200, timeout=15, what="haproxy")
+        yield url, replica
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        replica.shutdown()
+        replica.server_close()
+
+
+@needs_haproxy
+@pytest.mark.timeout(60)
+def test_haproxy_config_balances_hides_metrics_and_answers_the_error_shape(
+    local_haproxy: tuple[str, ThreadingHTTPServer],
+) -> None:
+    url, replica = local_haproxy
+    # The dead replica refuses: every GET lands on the live one (retried or checked out).
+    for _ in range(6):
+        assert http_json("GET", f"{url}/v1/users/u1/recommendations")[0] == 200
+    status, body = http_json("GET", f"{url}/metrics")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    replica.shutdown()
+    replica.server_close()
+    time.sleep(0.2)
+    status, body = http_json("POST", f"{url}/v1/feedback", body={"events": []})
+    assert (status, body) == (503, UNAVAILABLE_BODY)
+
+
 @needs_promtool
 def test_promtool_accepts_the_compose_prometheus_config() -> None:
     result = _promtool("check", "config", str(PROM_CONFIG))
@@ -159,7 +297,7 @@ def test_promtool_accepts_the_rules() -> None:
 @needs_promtool
 def test_promtool_accepts_the_loopback_config_of_veto_up(tmp_path: Path) -> None:
     config = promconfig.scrape_config(
-        service_targets=["127.0.0.1:8000"],
+        service_targets=["127.0.0.1:8000", "127.0.0.1:8002"],  # one target per replica
         trainer_targets=["127.0.0.1:8001"],
         scrape_interval_seconds=1.0,
         rule_files=[RULES],

@@ -49,6 +49,12 @@ def _eval(argv: list[str]) -> int:
     return main(argv)
 
 
+def _proxy(argv: list[str]) -> int:
+    from veto.cli.proxy import main
+
+    return main(argv)
+
+
 def _versions(argv: list[str]) -> int:
     from veto.cli.versions import main
 
@@ -61,6 +67,7 @@ COMMANDS: dict[str, tuple[Main, str]] = {
     "bootstrap": (_bootstrap, "build the catalog and version 1 from a dataset"),
     "train": (_train, "run the trainer: fine-tune on streamed feedback and publish"),
     "eval": (_eval, "offline evaluation and responsiveness simulation"),
+    "proxy": (_proxy, "balance connections over service replicas (what `up --replicas` runs)"),
     "versions": (_versions, "list model versions, publish one (rollback), prune"),
 }
 

@@ -2,14 +2,18 @@
 
     Redis (embedded child, or --redis-url)
       → veto bootstrap --dataset synthetic --items N --if-empty   (one-shot child)
-      → veto serve --port P                                        (child)
+      → veto serve --port P                                        (child; --replicas 1)
+        or veto serve --port A, --port B, ... (service-1..N)       (children; --replicas N)
+           and veto proxy --port P --upstream :A --upstream :B ... (child: the one address)
       → veto train --metrics-port P2                               (child, unless --no-trainer)
-      → prometheus (child, with --with-prometheus and the binary on PATH)
-      → wait for GET /readyz, print the URLs and the API key, supervise.
+      → prometheus (child, with --with-prometheus and the binary on PATH; scrapes each replica)
+      → wait for GET /readyz (of every replica and the proxy), print the URLs and the API key,
+        supervise.
 
 Ctrl-C or SIGTERM stops the children newest first (SIGTERM, then SIGKILL after
---stop-timeout) and exits 0. A child that dies on its own stops the others and exits 1,
-naming it.
+--stop-timeout) and exits 0. A child that dies on its own, a replica included, stops the
+others and exits 1, naming it: on one machine a crashed replica is a bug to see, not to hide
+(the compose stack restarts its containers instead).
 """
 
 from __future__ import annotations
@@ -29,12 +33,18 @@ from veto.cli.supervisor import Child, StopRequest, child_env, start_child, stop
 from veto.errors import ConfigError, VetoError, report
 from veto.settings import ServiceSettings, TrainerSettings, load_settings
 
+MAX_REPLICAS = 16
+
 
 @dataclass(frozen=True)
 class Plan:
-    """What ``veto up`` will run, resolved from the options before anything starts."""
+    """What ``veto up`` will run, resolved from the options before anything starts.
+
+    ``replica_ports`` is ``(port,)`` for one replica (it listens on --port itself); for
+    more, each replica has its own free port and ``veto proxy`` listens on ``port``."""
 
     port: int
+    replica_ports: tuple[int, ...]
     trainer_port: int | None
     prometheus_port: int | None
     data_dir: Path
@@ -42,6 +52,11 @@ class Plan:
     items: int
     api_key: str
     api_key_generated: bool
+
+    @property
+    def proxied(self) -> bool:
+        """More than one replica: ``veto proxy`` owns --port."""
+        return self.replica_ports != (self.port,)
 
 
 def _port(text: str) -> int:
@@ -58,6 +73,15 @@ def _items(text: str) -> int:
     return value
 
 
+def _replicas(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(
+            f"--replicas must be between 1 and {MAX_REPLICAS}, got {value}"
+        )
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="veto up",
@@ -65,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         "trainer (and Prometheus), until Ctrl-C.",
     )
     p.add_argument("--port", type=_port, default=8000, help="HTTP port of the service (8000)")
+    p.add_argument(
+        "--replicas",
+        type=_replicas,
+        default=1,
+        help=f"service processes (1..{MAX_REPLICAS}); above 1 each gets its own port and "
+        "`veto proxy` balances them on --port (1)",
+    )
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -122,6 +153,7 @@ def make_plan(args: argparse.Namespace, settings: ServiceSettings) -> Plan:
     ports = [p for p in wanted.values() if p is not None]
     if len(set(ports)) != len(ports):
         raise ConfigError(f"ports must differ: {wanted}")
+    replica_ports = (args.port,) if args.replicas == 1 else _free_ports(args.replicas, set(ports))
     for what, port in wanted.items():
         if port is not None and not _port_free(port):
             raise ConfigError(f"{what} {port} is already in use on 127.0.0.1")
@@ -130,6 +162,7 @@ def make_plan(args: argparse.Namespace, settings: ServiceSettings) -> Plan:
     env_redis = settings.redis_url if "redis_url" in settings.model_fields_set else None
     return Plan(
         port=args.port,
+        replica_ports=replica_ports,
         trainer_port=trainer_port,
         prometheus_port=prometheus_port,
         data_dir=args.data_dir.resolve(),
@@ -138,6 +171,16 @@ def make_plan(args: argparse.Namespace, settings: ServiceSettings) -> Plan:
         api_key=key or secrets.token_urlsafe(24),
         api_key_generated=not key,
     )
+
+
+def _free_ports(count: int, taken: set[int]) -> tuple[int, ...]:
+    """``count`` distinct free ports outside ``taken``."""
+    found: list[int] = []
+    while len(found) < count:
+        port = free_port()
+        if port not in taken and port not in found:
+            found.append(port)
+    return tuple(found)
 
 
 def _veto(*args: str) -> list[str]:
@@ -164,8 +207,13 @@ def _banner(plan: Plan, redis_url: str) -> str:
         "Veto is up.",
         f"  API:              {api}/v1/users/<user_id>/recommendations",
         f"  OpenAPI docs:     {api}/docs",
-        f"  Service metrics:  {api}/metrics",
     ]
+    if plan.proxied:
+        replicas = [f"http://127.0.0.1:{port}" for port in plan.replica_ports]
+        lines.append(f"  Replicas:         {' '.join(replicas)}   (veto proxy on {api})")
+        lines.append("  Service metrics:  <replica>/metrics, one per replica")
+    else:
+        lines.append(f"  Service metrics:  {api}/metrics")
     if plan.trainer_port is not None:
         lines.append(f"  Trainer metrics:  http://127.0.0.1:{plan.trainer_port}/metrics")
     if plan.prometheus_port is not None:
@@ -271,14 +319,17 @@ def _supervise(
     children.remove(bootstrap)
     if bootstrap.process.returncode != 0:
         raise _ChildDied(bootstrap)
-    children.append(start_child("service", _veto("serve", "--port", str(plan.port)), env=env))
+    _start_service(plan, children=children, env=env)
     if plan.trainer_port is not None:
         argv = _veto("train", "--metrics-port", str(plan.trainer_port))
         children.append(start_child("trainer", argv, env=env))
     if plan.prometheus_port is not None:
         _start_prometheus(plan, args.scrape_interval, children=children, env=env)
-    # Ready = the service answers /readyz and the trainer (if any) serves its metrics.
-    ready_urls = [f"http://127.0.0.1:{plan.port}/readyz"]
+    # Ready = every replica (and the proxy in front) answers /readyz and the trainer (if any)
+    # serves its metrics.
+    ready_urls = [f"http://127.0.0.1:{port}/readyz" for port in plan.replica_ports]
+    if plan.proxied:
+        ready_urls.append(f"http://127.0.0.1:{plan.port}/readyz")
     if plan.trainer_port is not None:
         ready_urls.append(f"http://127.0.0.1:{plan.trainer_port}/metrics")
     dead = wait_until(
@@ -299,6 +350,22 @@ def _supervise(
         raise _ChildDied(dead)
 
 
+def _start_service(plan: Plan, *, children: list[Child], env: dict[str, str]) -> None:
+    """One ``veto serve`` on --port, or N on their own ports and ``veto proxy`` on --port.
+
+    Each replica is its own process with its own model snapshot, reading the same Redis and
+    artifacts dir: a replica holds no state another one needs."""
+    if not plan.proxied:
+        children.append(start_child("service", _veto("serve", "--port", str(plan.port)), env=env))
+        return
+    for n, port in enumerate(plan.replica_ports, start=1):
+        children.append(start_child(f"service-{n}", _veto("serve", "--port", str(port)), env=env))
+    upstreams = [arg for port in plan.replica_ports for arg in ("--upstream", f"127.0.0.1:{port}")]
+    children.append(
+        start_child("proxy", _veto("proxy", "--port", str(plan.port), *upstreams), env=env)
+    )
+
+
 def _start_prometheus(
     plan: Plan, scrape_interval: float, *, children: list[Child], env: dict[str, str]
 ) -> None:
@@ -313,7 +380,7 @@ def _start_prometheus(
     trainer = [f"127.0.0.1:{plan.trainer_port}"] if plan.trainer_port is not None else []
     rules = [promconfig.RULES_FILE] if promconfig.RULES_FILE.is_file() else []
     config = promconfig.scrape_config(
-        service_targets=[f"127.0.0.1:{plan.port}"],
+        service_targets=[f"127.0.0.1:{port}" for port in plan.replica_ports],
         trainer_targets=trainer,
         scrape_interval_seconds=scrape_interval,
         rule_files=rules,

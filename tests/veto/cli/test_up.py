@@ -10,13 +10,16 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from tests.processes import http_json
+from tests.processes import eventually, http_json
+from veto import registry
 from veto.cli import up
 from veto.cli.redis_server import free_port
 from veto.cli.supervisor import Child, StopRequest, child_env, start_child, stop_all, wait_until
@@ -39,6 +42,10 @@ def _children_of(pid: int) -> set[int]:
     return found
 
 
+def _argv(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -47,15 +54,23 @@ def _gone(pid: int) -> bool:
     return state in {"Z", "X"}
 
 
-def _wait_targets_up(prometheus: str, upp: UpProcess, timeout: float = 30) -> None:
+def _wait_targets_up(
+    prometheus: str, upp: UpProcess, *, service_targets: int = 1, timeout: float = 30
+) -> None:
+    """Until Prometheus has scraped every target up: ``service_targets`` replicas (one target
+    each) and the trainer if ``veto up`` runs one."""
     deadline = time.monotonic() + timeout
-    health: dict[str, object] = {}
+    health: list[tuple[str, str]] = []
     while time.monotonic() < deadline:
         status, body = http_json("GET", f"{prometheus}/api/v1/targets")
         if status == 200:
             targets = body["data"]["activeTargets"]  # type: ignore[index]
-            health = {t["labels"]["job"]: t["health"] for t in targets}
-            if health == {"veto-service": "up", "veto-trainer": "up"}:
+            health = sorted((t["labels"]["job"], t["health"]) for t in targets)
+            replicas = [h for h in health if h[0] == "veto-service"]
+            trainer = [h for h in health if h[0] == "veto-trainer"]
+            if replicas == [("veto-service", "up")] * service_targets and all(
+                h == ("veto-trainer", "up") for h in trainer
+            ):
                 return
         time.sleep(0.5)
     raise AssertionError(f"Prometheus targets {health}; output:\n{upp.output()[-3000:]}")
@@ -172,6 +187,101 @@ def test_up_stops_everything_when_the_service_dies(tmp_path: Path, run_up: type[
     assert all(_gone(pid) for pid in children)  # Redis was stopped too
 
 
+def _banner_value(out: str, label: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in out.splitlines() if f"{label}:" in line)
+
+
+def _recommended(base: str, user: str) -> list[str]:
+    status, recs = http_json("GET", f"{base}/v1/users/{user}/recommendations?k=5")
+    assert status == 200, recs
+    return [i["item_id"] for i in recs["items"]]
+
+
+def _served_requests(base: str) -> float:
+    """GET recommendations this replica answered, from its own /metrics."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("veto_service_request_duration_seconds_count")
+        and "recommendations" in line
+    )
+
+
+def _serving_version(base: str) -> int | None:
+    status, body = http_json("GET", f"{base}/readyz")
+    return body.get("model_version") if status == 200 else None  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_up_with_replicas_shares_feedback_and_swaps_on_every_replica(
+    tmp_path: Path, run_up: type[UpProcess]
+) -> None:
+    port, prom_port = free_port(), free_port()
+    with_prometheus = shutil.which("prometheus") is not None
+    extra = ["--with-prometheus", "--prometheus-port", str(prom_port), "--scrape-interval", "1"]
+    data = tmp_path / "var"
+    upp = run_up(
+        [
+            "--port", str(port),
+            "--replicas", "2",
+            "--no-trainer",
+            "--data-dir", str(data),
+            "--items", "100",
+            *(extra if with_prometheus else []),
+        ]
+    )  # fmt: skip
+    out = upp.wait_for("Ctrl-C stops everything.", timeout=150)
+    key = _banner_value(out, "API key").split()[0]
+    a, b = _banner_value(out, "Replicas").split()[:2]
+    api = f"http://127.0.0.1:{port}"
+    assert f"(veto proxy on {api})" in out and urllib.parse.urlsplit(a).port != port
+
+    # Feedback posted through replica A is applied by replica B on the next request.
+    disliked = _recommended(b, "alice")[0]
+    event = {"events": [{"user_id": "alice", "item_id": disliked, "type": "dislike"}]}
+    status, body = http_json("POST", f"{a}/v1/feedback", body=event, headers={"X-API-Key": key})
+    assert (status, body) == (200, {"accepted": 1, "duplicates": 0})
+    assert disliked not in _recommended(b, "alice")
+
+    # The one address serves from both replicas (a new connection per request: round robin),
+    # each replica counting only what it served.
+    before = [_served_requests(a), _served_requests(b)]
+    for _ in range(4):
+        assert disliked not in _recommended(api, "alice")
+    after = [_served_requests(a), _served_requests(b)]
+    assert [y - x for x, y in zip(before, after, strict=True)] == [2.0, 2.0]
+
+    # A hot swap reaches every replica: each watches the pointer in Redis on its own.
+    from bench.stack import write_next_version  # the same catalog, perturbed vectors
+
+    assert _serving_version(a) == _serving_version(b) == 1
+    write_next_version(data / "artifacts", parent=1, flat_max_items=50_000, seed=1)
+    client = redis.Redis.from_url(_banner_value(out, "Redis"))
+    registry.publish(client, 2)
+    client.close()
+    eventually(
+        lambda: _serving_version(a) == _serving_version(b) == 2,
+        timeout=20,
+        what="both replicas to serve version 2",
+    )
+    assert disliked not in _recommended(api, "alice")
+
+    if with_prometheus:  # one scrape target per replica, each up
+        _wait_targets_up(f"http://127.0.0.1:{prom_port}", upp, service_targets=2)
+
+    # A replica that dies stops the whole stack, naming it.
+    children = _children_of(upp.process.pid)
+    b_argv = ["serve", "--port", str(urllib.parse.urlsplit(b).port)]
+    replica_b = next(p for p in children if _argv(p)[-3:] == b_argv)
+    os.kill(replica_b, signal.SIGKILL)
+    assert upp.process.wait(timeout=60) == 1
+    assert "service-2 exited unexpectedly with status -9" in upp.output()
+    assert all(_gone(pid) for pid in children)  # the other replica, the proxy and Redis too
+
+
 @pytest.mark.timeout(60)
 def test_up_refuses_a_port_in_use_and_starts_nothing(
     tmp_path: Path, run_up: type[UpProcess]
@@ -218,12 +328,37 @@ def test_up_names_the_child_that_died_and_exits_nonzero(
 
 @pytest.mark.parametrize(
     "argv",
-    [["--port", "0"], ["--port", "70000"], ["--items", "3"], ["--items", "many"]],
+    [
+        ["--port", "0"],
+        ["--port", "70000"],
+        ["--items", "3"],
+        ["--items", "many"],
+        ["--replicas", "0"],
+        ["--replicas", "-2"],
+        ["--replicas", str(up.MAX_REPLICAS + 1)],
+        ["--replicas", "two"],
+    ],
 )
-def test_up_rejects_bad_options(argv: list[str]) -> None:
+def test_up_rejects_bad_options(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         up._parser().parse_args(argv)
     assert exc.value.code == 2
+    if argv[0] == "--replicas" and argv[1] != "two":
+        err = capsys.readouterr().err
+        assert f"--replicas must be between 1 and {up.MAX_REPLICAS}, got {argv[1]}" in err
+
+
+def test_plan_gives_each_replica_its_own_port_and_one_replica_the_port_itself() -> None:
+    port = free_port()
+    one = up.make_plan(up._parser().parse_args(["--port", str(port)]), ServiceSettings())
+    assert one.replica_ports == (port,) and not one.proxied
+    args = up._parser().parse_args(["--port", str(port), "--replicas", "3"])
+    three = up.make_plan(args, ServiceSettings())
+    assert three.proxied and len(set(three.replica_ports)) == 3
+    assert not {port, three.trainer_port} & set(three.replica_ports)
+    banner = up._banner(three, "redis://127.0.0.1:1/0")
+    replicas = " ".join(f"http://127.0.0.1:{p}" for p in three.replica_ports)
+    assert f"Replicas:         {replicas}" in banner
 
 
 def test_plan_generates_an_api_key_unless_one_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
