@@ -95,6 +95,7 @@ def create_app(
             store,
             metrics,
             catalog=catalog,
+            mirror=mirror,
             max_batch=settings.max_batch,
             max_skew_seconds=settings.max_clock_skew_seconds,
         ),
@@ -124,6 +125,9 @@ def create_app(
             # A process with another partition count would split users' state: refused here.
             await partitions.check_async(store.client, settings.stream_partitions)
             await reloader.check()
+            # Loaded now rather than by the first recommendation batch: feedback falls back
+            # on it while the catalog's cluster master is down (service.feedback).
+            await mirror.refresh_now()
         except StoreUnavailable as exc:
             log.warning("Redis unavailable at start, no model yet: %s", exc)
         reloader.start()

@@ -3,6 +3,7 @@ popular-items counters. Every ``redis.RedisError`` leaves here as ``StoreUnavail
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from veto import keys
 from veto.connection import AsyncClient, connect_async, is_cluster
 from veto.errors import StoreUnavailable
 from veto.events import EventType, FeedbackEvent, encode_entry
+from veto.redis_url import cluster_address
 
 # KEYS: every key the batch touches, each once (declared, so a cluster can route and check
 # the script). ARGV: dedupe TTL, history length, popular-counter TTL, then the events as one
@@ -162,7 +164,10 @@ def connect(url: str, *, timeout: float) -> AsyncClient:
     """An async client (one Redis or a cluster, ``veto.connection``) with short timeouts and
     one immediate retry, so a restarted Redis is picked up on the next call and a dead one
     fails fast; commands packed by hiredis."""
-    client = connect_async(url, timeout=timeout, retry=Retry(NoBackoff(), 1))
+    # On a cluster a retry closes every connection to every master and waits 250 ms
+    # (redis-py's cluster pipeline): none, the caller degrades or answers 503 at once.
+    retries = 0 if cluster_address(url) else 1
+    client = connect_async(url, timeout=timeout, retry=Retry(NoBackoff(), retries))
     if isinstance(client, aioredis.RedisCluster):
         # Every node's connections, those of nodes found later included, are made from
         # connection_kwargs; the startup nodes were made already.
@@ -253,12 +258,12 @@ class FeedbackStore:
     async def _read_states(
         self, user_ids: Sequence[str], *, generation: bool
     ) -> tuple[int | None, list[UserState | None]]:
+        commands: list[tuple[Any, ...]] = [("GET", keys.CATALOG_GENERATION)] if generation else []
+        for user_id in user_ids:
+            uk = keys.UserKeys(user_id, self.partitions)
+            commands.append((3, uk.history, uk.disliked, uk.liked, self.history_len))
         try:
-            replies = await self._read_pipelined(user_ids, generation=generation)
-            if any(isinstance(r, NoScriptError) for r in replies):
-                # Redis (or one master) lost its script cache (restarted, SCRIPT FLUSH).
-                await self.client.script_load(_READ_USER)
-                replies = await self._read_pipelined(user_ids, generation=generation)
+            replies = await self._run(commands, script=(_READ_USER, self._read.sha))
         except RedisError as exc:
             raise StoreUnavailable(f"cannot read user state: {exc}") from exc
         failed = [r for r in replies if isinstance(r, Exception)]
@@ -276,28 +281,48 @@ class FeedbackStore:
         ]
         return gen, states
 
-    async def _read_pipelined(
-        self, user_ids: Sequence[str], *, generation: bool = False
+    async def _run(
+        self, commands: Sequence[tuple[Any, ...]], *, script: tuple[str, str]
     ) -> list[Any]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            if generation:
-                pipe.get(keys.CATALOG_GENERATION)
-            for user_id in user_ids:
-                uk = keys.UserKeys(user_id, self.partitions)
-                # execute_command: redis-py refuses pipe.evalsha on a cluster pipeline,
-                # though a script whose keys share a slot routes like any keyed command.
-                pipe.execute_command(
-                    "EVALSHA",
-                    self._read.sha,
-                    3,
-                    uk.history,
-                    uk.disliked,
-                    uk.liked,
-                    self.history_len,
-                )
-            # Errors per command: on a cluster, one master down fails only its users.
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        """``commands`` in one pipeline, each reply or error in order. A command that is a
+        tuple starting with an int is ``script`` (source, sha) called with those numkeys,
+        keys and args. Errors per command: on a cluster, one master down fails only its
+        slots' commands; when the pipeline fails as a whole there (redis-py raises for a
+        master it cannot connect to), each command goes on its own."""
+        source, sha = script
+
+        def command(c: tuple[Any, ...], *, by_sha: bool = True) -> tuple[Any, ...]:
+            if not isinstance(c[0], int):
+                return c
+            # EVALSHA through execute_command: redis-py refuses pipe.evalsha on a cluster
+            # pipeline, though a script whose keys share a slot routes like any command.
+            return ("EVALSHA", sha, *c) if by_sha else ("EVAL", source, *c)
+
+        replies = await self._send([command(c) for c in commands])
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            # A master lost its script cache (restarted, SCRIPT FLUSH). EVAL sends the script
+            # (and caches it there): SCRIPT LOAD goes to every master and fails while one is
+            # down.
+            again = await self._send([command(commands[i], by_sha=False) for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
         return replies
+
+    async def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for c in commands:
+                    pipe.execute_command(*c)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+        except RedisError:
+            if not is_cluster(self.client):
+                raise
+        each = await asyncio.gather(
+            *(self.client.execute_command(*c) for c in commands), return_exceptions=True
+        )
+        return list(each)
 
     async def write_batch(self, events: Sequence[FeedbackEvent]) -> WriteResult:
         """Write a validated batch; duplicates by event id are skipped. Returns how many were
@@ -318,22 +343,14 @@ class FeedbackStore:
                 by_partition.setdefault(part, []).append(i)
             groups = list(by_partition.values())
         calls = [self._pack([events[i] for i in group]) for group in groups]
-        replies: list[Any] = [None] * len(groups)
         try:
-            if len(groups) == 1:
-                replies[0] = await self._script(keys=calls[0][0], args=calls[0][1])
-            else:
-                todo = list(range(len(groups)))
-                for attempt in range(2):
-                    done = await self._write_pipelined([calls[g] for g in todo])
-                    for g, reply in zip(todo, done, strict=True):
-                        replies[g] = reply
-                    todo = [g for g in todo if isinstance(replies[g], NoScriptError)]
-                    if not todo or attempt:
-                        break
-                    await self.client.script_load(_WRITE_BATCH)  # a master lost its cache
+            replies = await self._run(
+                [(len(k), *k, *a) for k, a in calls], script=(_WRITE_BATCH, self._script.sha)
+            )
         except RedisError as exc:
             raise StoreUnavailable(f"cannot write feedback: {exc}") from exc
+        if len(groups) == 1 and isinstance(replies[0], Exception):
+            raise StoreUnavailable(f"cannot write feedback: {replies[0]}")
         flags = [0] * len(events)
         accepted = duplicates = 0
         failed: list[Exception] = []
@@ -392,15 +409,6 @@ class FeedbackStore:
             json.dumps(packed),
         ]
         return list(positions), args
-
-    async def _write_pipelined(
-        self, calls: Sequence[tuple[list[str], list[str | int]]]
-    ) -> list[Any]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for call_keys, args in calls:
-                pipe.execute_command("EVALSHA", self._script.sha, len(call_keys), *call_keys, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
 
     async def popular(self, *, days: int, now: float | None = None) -> list[tuple[str, float]]:
         """Likes per item over the last ``days`` UTC days summed across partitions, most

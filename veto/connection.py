@@ -72,7 +72,7 @@ def connect_async(url: str, *, timeout: float, **options: Any) -> AsyncClient:
     }
     if address is None:
         return aioredis.Redis.from_url(url, **common)
-    return aioredis.RedisCluster(
+    client = aioredis.RedisCluster(
         startup_nodes=[AsyncClusterNode(host, port) for host, port in address.nodes],
         password=address.password,
         username=address.username,
@@ -80,3 +80,31 @@ def connect_async(url: str, *, timeout: float, **options: Any) -> AsyncClient:
         require_full_coverage=False,
         **common,
     )
+    _parser_asks_any_master(client)
+    return client
+
+
+def _parser_asks_any_master(client: aioredis.RedisCluster) -> None:
+    """After a connection error redis-py re-reads the slot map (from any node that answers)
+    and then the command table from the first master only: with that master down, every
+    command of the client failed until it came back, the other masters' slots included.
+    Here the table comes from the first master that answers, which becomes the default."""
+    parser = client.commands_parser
+    ask_one = parser.initialize
+
+    async def initialize(node: AsyncClusterNode | None = None) -> None:
+        candidates = [node] if node is not None else []
+        candidates += [n for n in client.get_primaries() if n is not node]
+        failure: Exception | None = None
+        for candidate in candidates:
+            try:
+                await ask_one(candidate)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                failure = exc
+                continue
+            if candidate is not node:
+                client.set_default_node(candidate)
+            return
+        raise failure or redis.ConnectionError("no Redis Cluster master answers")
+
+    parser.initialize = initialize  # type: ignore[method-assign]

@@ -129,6 +129,8 @@ class RedisCluster:
             client = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=0.5)
             try:
                 rows = client.cluster("SLOTS")
+            except redis.RedisError:
+                continue  # a node that is down: another one knows the slot map
             finally:
                 client.close()
             for row in rows:
