@@ -5,6 +5,7 @@ served model has it and the catalog did not delete it."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping
 
@@ -18,6 +19,16 @@ from veto.events import EventType, FeedbackEvent
 
 def _new_event_id() -> str:
     return uuid.uuid4().hex
+
+
+def derived_event_id(user_id: str, item_id: str, kind: str, timestamp: float) -> str:
+    """The id of an event sent without one but with its own timestamp: the same event sent
+    again (a client's retry after a timeout or a 503) gets the same id, so it is a duplicate
+    and not a second event. An event with neither gets a fresh id each time (README)."""
+    digest = hashlib.blake2b(
+        "\x1f".join((user_id, item_id, kind, repr(timestamp))).encode(), digest_size=16
+    )
+    return "d" + digest.hexdigest()
 
 
 def to_events(
@@ -55,7 +66,12 @@ def to_events(
         )
     return [
         FeedbackEvent(
-            event_id=ev.event_id or new_id(),
+            event_id=ev.event_id
+            or (
+                new_id()
+                if ev.timestamp is None
+                else derived_event_id(ev.user_id, ev.item_id, ev.type, ev.timestamp)
+            ),
             user_id=ev.user_id,
             item_id=ev.item_id,
             type=EventType.parse(ev.type),

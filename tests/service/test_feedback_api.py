@@ -85,6 +85,20 @@ async def test_events_without_an_id_get_one_from_the_server(
     assert len(ids) == 2
 
 
+async def test_an_event_without_an_id_but_with_its_timestamp_is_deduped_on_retry(
+    serve: Serve, publish_version: Callable[..., Path], redis_client: redis.Redis
+) -> None:
+    publish_version(1)
+    sent = event("cy", "i1", "like", timestamp=1_700_000_000.25)
+    other = event("cy", "i1", "like", timestamp=1_700_000_001.0)  # a later like: new
+    async with serve() as (_, client):
+        first = (await client.post("/v1/feedback", json={"events": [sent]})).json()
+        retry = (await client.post("/v1/feedback", json={"events": [sent, other]})).json()
+    assert first == {"accepted": 1, "duplicates": 0}
+    assert retry == {"accepted": 1, "duplicates": 1}
+    assert redis_client.xlen(UserKeys("cy", PARTITIONS).stream) == 2
+
+
 async def test_a_dislike_replaces_a_like(
     serve: Serve, publish_version: Callable[..., Path], redis_client: redis.Redis
 ) -> None:
