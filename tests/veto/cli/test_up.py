@@ -21,6 +21,7 @@ import redis
 from tests.processes import eventually, http_json
 from veto import registry
 from veto.cli import up
+from veto.cli.redis_cluster import RedisCluster
 from veto.cli.redis_server import free_port
 from veto.cli.supervisor import Child, StopRequest, child_env, start_child, stop_all, wait_until
 from veto.errors import ConfigError
@@ -169,6 +170,41 @@ def test_up_serves_takes_feedback_and_stops_every_child_on_sigterm(
     assert upp.process.wait(timeout=60) == 0, upp.output()[-4000:]
     assert all(_gone(pid) for pid in children)
     assert "veto up: stopped" in upp.output()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_up_on_a_redis_cluster_bootstraps_serves_and_trains(
+    tmp_path: Path, run_up: type[UpProcess], redis_cluster: RedisCluster
+) -> None:
+    redis_cluster.flush()
+    port, trainer_port = free_port(), free_port()
+    upp = run_up(
+        [
+            "--port", str(port),
+            "--trainer-metrics-port", str(trainer_port),
+            "--data-dir", str(tmp_path / "var"),
+            "--items", "200",
+            "--redis-url", redis_cluster.url,
+        ],
+        env={**_env(), "VETO_INTERVAL_SECONDS": "1"},
+    )  # fmt: skip
+    out = upp.wait_for("Ctrl-C stops everything.", timeout=180)
+    key = next(line.split()[2] for line in out.splitlines() if "API key:" in line)
+    assert len(_children_of(upp.process.pid)) == 2  # service, trainer: no embedded Redis
+    api = f"http://127.0.0.1:{port}"
+    status, recs = http_json("GET", f"{api}/v1/users/alice/recommendations?k=5")
+    assert status == 200 and recs["degraded"] is False, recs
+    disliked = recs["items"][0]["item_id"]  # type: ignore[index]
+    event = {"events": [{"user_id": "alice", "item_id": disliked, "type": "dislike"}]}
+    status, body = http_json("POST", f"{api}/v1/feedback", body=event, headers={"X-API-Key": key})
+    assert (status, body) == (200, {"accepted": 1, "duplicates": 0})
+    # The trainer reads the event from its partition stream on the cluster and publishes.
+    eventually(lambda: _serving_version(api) == 2, timeout=60, what="version 2 from the trainer")
+    status, recs = http_json("GET", f"{api}/v1/users/alice/recommendations?k=5")
+    assert disliked not in [i["item_id"] for i in recs["items"]]  # type: ignore[attr-defined]
+    upp.process.send_signal(signal.SIGTERM)
+    assert upp.process.wait(timeout=60) == 0, upp.output()[-4000:]
 
 
 @pytest.mark.slow
