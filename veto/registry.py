@@ -2,12 +2,14 @@
 
 Publishing sets ``veto:model:current`` and then publishes the version on
 ``veto:model:notify``; services also poll the pointer, so a lost notice only delays a swap.
-Rollback is publishing an older version.
+Rollback is publishing an older version. ``publish`` is for the command-line processes,
+``publish_async`` for the service (``POST /v1/admin/publish``): the same two steps.
 """
 
 from __future__ import annotations
 
 import redis
+import redis.asyncio as aioredis
 
 from veto import keys
 from veto.errors import NoModelVersion, StoreUnavailable
@@ -18,6 +20,15 @@ def publish(client: redis.Redis, version: int) -> None:
     try:
         client.set(keys.MODEL_POINTER, str(version))
         client.publish(keys.MODEL_CHANNEL, str(version))
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"cannot publish version {version}: {exc}") from exc
+
+
+async def publish_async(client: aioredis.Redis, version: int) -> None:
+    """``publish`` on the service's asyncio client."""
+    try:
+        await client.set(keys.MODEL_POINTER, str(version))
+        await client.publish(keys.MODEL_CHANNEL, str(version))
     except redis.RedisError as exc:
         raise StoreUnavailable(f"cannot publish version {version}: {exc}") from exc
 
