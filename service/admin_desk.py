@@ -108,7 +108,11 @@ class AdminDesk:
             await asyncio.to_thread(check_publishable, self._root, version)
         except UnknownVersion as exc:
             audit.warning("publish version=%d by=%s refused: %s", version, by, exc.message)
-            raise
+            # The same error without the artifacts path: a client need not know the disk.
+            known = ", ".join(map(str, exc.details["versions"])) or "none"
+            raise UnknownVersion(
+                f"no version {version} on disk (versions: {known})", details=exc.details
+            ) from exc
         except ArtifactError as exc:
             audit.warning("publish version=%d by=%s refused: %s", version, by, exc.message)
             raise VersionRefused(exc.message, details={"version": version}) from exc

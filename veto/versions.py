@@ -62,10 +62,11 @@ def check_publishable(root: Path, version: int) -> Manifest:
     directory, ArtifactError when it fails validation."""
     path = version_dir(root, version)
     if not path.is_dir():
-        known = ", ".join(str(v) for v in list_versions(root)) or "none"
+        versions = list_versions(root)
+        known = ", ".join(str(v) for v in versions) or "none"
         raise UnknownVersion(
             f"no version {version} under {root} (versions: {known})",
-            details={"version": version},
+            details={"version": version, "versions": versions},
         )
     loaded = load_version(path)
     if loaded.version != version:

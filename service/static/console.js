@@ -259,19 +259,18 @@ function renderVersions(list) {
   for (const v of [...list.versions].reverse()) {
     const row = el("tr", { "data-version": String(v.version) });
     row.append(el("td", {}, `v${v.version}`));
-    row.append(el("td", {}, v.parent === null ? "—" : `v${v.parent}`));
     row.append(el("td", { class: "time" }, v.error ? "unreadable" : shortWhen(v.created_at)));
     row.append(el("td", { class: "num" }, v.n_items === null ? "—" : String(v.n_items)));
-    row.append(el("td", {}, v.index_type || "—"));
     const marks = [v.served ? "served" : "", v.published ? "published" : ""].filter(Boolean);
-    row.append(el("td", {}, v.error ? v.error : marks.join(", ") || "—"));
+    row.append(el("td", {}, v.error ? v.error : marks.join(" · ") || "—"));
     const cell = el("td", { class: "actions" });
     // Nothing to offer for the version the pointer names, nor (pointer unknown) the served one.
     const current = v.published || (list.published === null && v.served);
     if (!current && !v.error) {
       const back = state.served !== null && v.version < state.served;
       const label = back ? `Roll back to v${v.version}` : `Publish v${v.version}`;
-      const button = el("button", { type: "button", "data-publish": String(v.version) }, label);
+      const button = el("button", { type: "button", "data-publish": String(v.version), "aria-label": label },
+        back ? "Roll back" : "Publish");
       button.addEventListener("click", () => askPublish(v.version, label));
       cell.append(button);
     }
@@ -342,7 +341,12 @@ function sparkline(svg, at, series, { t0, t1, min, max, zero = false, label }) {
   const x = (t) => ((t - t0) / Math.max(1e-9, t1 - t0)) * W;
   const y = (v) => bottom - ((v - lo) / (hi - lo)) * (bottom - top);
   svg.append(svgEl("line", { class: "axis", x1: 0, x2: W, y1: bottom, y2: bottom }));
-  if (zero && lo < 0 && hi > 0) svg.append(svgEl("line", { class: "zero", x1: 0, x2: W, y1: y(0), y2: y(0) }));
+  if (zero && lo < 0 && hi > 0) {
+    svg.append(svgEl("line", { class: "zero", x1: 0, x2: W, y1: y(0), y2: y(0) }));
+    const zeroText = svgEl("text", { x: W - 2, y: y(0) - 2, "text-anchor": "end" });
+    zeroText.textContent = "0 = no change";
+    svg.append(zeroText);
+  }
   const fmt = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(1) : v.toFixed(2));
   const hiText = svgEl("text", { x: 2, y: top + 6 });
   hiText.textContent = fmt(hi);

@@ -155,6 +155,15 @@ def not_blank(path: Path) -> bool:
         return hi - lo > 100 and len(colours) > 16 and ImageStat.Stat(grey).stddev[0] > 5
 
 
+def _shrink(path: Path) -> None:
+    """A 64-colour palette: a panel's screenshot drops to a few tens of KB."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        small = img.convert("RGB").quantize(colors=64)
+    small.save(path, optimize=True)
+
+
 def main(argv: list[str]) -> int:
     """Screenshots of each panel of a running console (the README's)."""
     p = argparse.ArgumentParser(description="Screenshot the console's panels.")
@@ -172,6 +181,7 @@ def main(argv: list[str]) -> int:
         for panel in PANELS:
             shot = shoot(page, panel, args.out / f"{panel}.png")
             print(shot, "ok" if not_blank(shot) else "BLANK")
+            _shrink(shot)
         if traffic.external:
             print("requests that left the machine:", traffic.external, file=sys.stderr)
             return 1

@@ -194,8 +194,9 @@ async def test_publish_of_an_unknown_version_is_a_404_audited_and_writes_nothing
         resp = await client.post("/v1/admin/publish", json={"version": 7}, headers=KEYED)
     assert resp.status_code == 404
     error = resp.json()["error"]
-    assert error["code"] == "unknown_version" and error["details"] == {"version": 7}
-    assert "versions: 1" in error["message"]
+    assert error["code"] == "unknown_version"
+    assert error["details"] == {"version": 7, "versions": [1]}
+    assert error["message"] == "no version 7 on disk (versions: 1)"  # no server path
     assert redis_state(redis_client) == before
     (line,) = [r.getMessage() for r in caplog.records if r.name == "veto.audit"]
     assert "publish version=7" in line and "refused" in line
@@ -255,3 +256,22 @@ async def test_wrong_methods_on_admin_routes_are_405(serve: Serve, method: str, 
         resp = await client.request(method, path, headers=KEYED)
     assert resp.status_code == 405
     assert resp.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_the_admin_reads_write_nothing_and_an_unknown_admin_path_is_a_404(
+    serve: Serve, publish_version: Callable[..., Path], redis_client: redis.Redis
+) -> None:
+    publish_version(1)
+    before = redis_state(redis_client)
+    async with serve(api_key=KEY) as (_, client):
+        reads = [
+            await client.get("/v1/admin/model", params={"version": "x"}),
+            await client.get("/v1/admin/versions", params={"limit": "-1"}),
+            await client.get("/v1/admin/live", params={"window": "0"}),
+        ]
+        unknown = await client.get("/v1/admin/nothing-here")
+        empty = await client.get("/v1/admin/")
+    assert [r.status_code for r in reads] == [200, 200, 200]  # no parameters: extra ones ignored
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    assert empty.status_code == 404
+    assert redis_state(redis_client) == before

@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from tests.processes import ServeProcess, eventually, http_json, veto_env
-from tests.service.console_driver import browser as open_browser
 from tests.service.console_driver import (
+    LOCAL_HOSTS,
     chromium_path,
     local_page,
     not_blank,
@@ -31,6 +32,7 @@ from tests.service.console_driver import (
     shown_rows,
     use_key,
 )
+from tests.service.console_driver import browser as open_browser
 from tests.service.svc_helpers import redis_state
 from tests.version_factory import small_world, write_demo_version
 from veto import keys, registry
@@ -143,7 +145,11 @@ def test_the_docs_list_every_operation_with_nothing_from_the_internet(
     p.wait_for_function(
         "(names) => names.every(n => document.body.innerText.includes(n))", arg=summaries
     )
-    assert traffic.failed == [] and traffic.external == []
+    # Nothing local failed to load; ReDoc's attempt at the Redocly logo on its CDN, when it
+    # happens, is blocked by the page's policy inside the browser (a failed request that
+    # never reached the network), never let through.
+    assert [u for u in traffic.failed if urlsplit(u).hostname in LOCAL_HOSTS] == []
+    assert traffic.external == []
 
 
 def test_the_console_shows_a_users_recommendations_with_their_categories(

@@ -26,7 +26,7 @@ def test_a_version_not_on_disk_is_unknown_and_names_the_known_ones(artifacts_dir
     write_demo_version(artifacts_dir, 1)
     with pytest.raises(UnknownVersion, match=r"versions: 1\)") as exc:
         check_publishable(artifacts_dir, 9)
-    assert exc.value.details == {"version": 9}
+    assert exc.value.details == {"version": 9, "versions": [1]}
     assert exit_code(exc.value) == EXIT_UNAVAILABLE  # still an artifact error for the CLI
 
 
