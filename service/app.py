@@ -1,5 +1,6 @@
 """The composition root: ``create_app`` wires settings, Redis, the model holder, the reloader,
-the responsiveness probe and the routes; the lifespan starts and stops what runs."""
+the responsiveness probe, the live metrics window, the routes and the pages (console, offline
+docs); the lifespan starts and stops what runs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from service import errors
+from service.admin_desk import AdminDesk
+from service.admin_routes import GUARDED_ROUTES as ADMIN_GUARDED_ROUTES
+from service.admin_routes import build_admin_router
 from service.catalog_desk import CatalogDesk
 from service.catalog_mirror import CatalogMirror
 from service.catalog_routes import WRITE_ROUTES, build_catalog_router
@@ -20,9 +24,11 @@ from service.deps import Services
 from service.fast_path import RecommendationsFastPath
 from service.feedback import FeedbackDesk
 from service.feedback_store import FeedbackStore, connect
+from service.live_metrics import LiveMetrics
 from service.metrics import ServiceMetrics
 from service.middleware import ApiKeyGuard, BodyLimit, RequestTiming
 from service.model_holder import ModelHolder
+from service.pages import mount_console, offline_docs_app
 from service.popular import PopularCache
 from service.recommender import Recommender
 from service.reloader import Reloader
@@ -39,7 +45,9 @@ from veto.settings import ServiceSettings
 log = logging.getLogger(__name__)
 # (method, path template) of every route that needs the API key: the writes and the personal
 # data of a user.
-GUARDED = frozenset({("POST", "/v1/feedback"), *WRITE_ROUTES, *GUARDED_ROUTES})
+GUARDED = frozenset(
+    {("POST", "/v1/feedback"), *WRITE_ROUTES, *GUARDED_ROUTES, *ADMIN_GUARDED_ROUTES}
+)
 
 
 def create_app(
@@ -116,6 +124,12 @@ def create_app(
         metrics=metrics,
         poll_interval=settings.poll_interval_seconds,
     )
+    live = LiveMetrics(
+        metrics,
+        interval=settings.live_interval_seconds,
+        window=settings.live_window_seconds,
+        latency_route=RECOMMENDATIONS_PATH,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -132,15 +146,17 @@ def create_app(
             log.warning("Redis unavailable at start, no model yet: %s", exc)
         reloader.start()
         services.probe.start()
+        live.start()
         try:
             yield
         finally:
+            await live.stop()
             await services.probe.stop()
             await reloader.stop()
             if owns_store:
                 await store.close()
 
-    app = FastAPI(
+    app = offline_docs_app(
         title="Veto",
         version="1",
         description="Recommendations that learn from dislikes.",
@@ -150,6 +166,10 @@ def create_app(
     app.state.reloader = reloader
     app.state.catalog_desk = CatalogDesk(holder, catalog, max_batch=settings.catalog_max_batch)
     app.state.user_desk = UserDesk(UserStore(store.client, partitions=settings.stream_partitions))
+    app.state.admin_desk = AdminDesk(
+        holder, store.client, reloader, artifacts_dir=settings.artifacts_dir
+    )
+    app.state.live_metrics = live
     errors.install(
         app,
         retry_after_seconds=settings.retry_after_seconds,
@@ -159,6 +179,8 @@ def create_app(
     app.include_router(router)
     app.include_router(build_catalog_router())
     app.include_router(build_user_router())
+    app.include_router(build_admin_router())
+    mount_console(app)
     app.add_middleware(
         RecommendationsFastPath,
         recommender=services.recommender,

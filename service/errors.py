@@ -8,7 +8,11 @@ service-only errors live here because only HTTP gives them meaning:
 
     VetoError
     ├── NotFound         an item id in a URL that does not exist, or has no vector (404)
-    └── Unauthorized     a missing or wrong API key (401)
+    ├── Unauthorized     a missing or wrong API key (401)
+    └── VersionRefused   a model version asked to be published that fails validation (409)
+
+``veto.errors.UnknownVersion`` (a version number not on disk) is a 404 here, not the 503 of
+the other artifact errors, which are the service's own trouble.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from veto.errors import (
     InvalidInput,
     StoreUnavailable,
     TooLarge,
+    UnknownVersion,
     VetoError,
 )
 
@@ -41,6 +46,10 @@ class NotFound(VetoError):
 
 class Unauthorized(VetoError):
     code = "unauthorized"
+
+
+class VersionRefused(VetoError):
+    code = "version_refused"
 
 
 class FieldError(TypedDict):
@@ -58,6 +67,8 @@ _STATUS: tuple[tuple[type[VetoError], int], ...] = (
     (InvalidInput, 422),
     (NotFound, 404),
     (Unauthorized, 401),
+    (UnknownVersion, 404),
+    (VersionRefused, 409),
     (StoreUnavailable, 503),
     (ArtifactError, 503),
     (ConfigError, 500),

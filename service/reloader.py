@@ -59,6 +59,8 @@ class Reloader:
         self._metrics = metrics
         self._interval = poll_interval
         self._refused: int | None = None
+        # Wall-clock time of the last swap: when the served version reached this replica.
+        self.swapped_at: float | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -107,6 +109,7 @@ class Reloader:
             )
             return False
         self._holder.swap(model)
+        self.swapped_at = time.time()
         # The version's id lists and dicts are long-lived: keep the cyclic GC from walking
         # their ~N objects in every full collection (reference counting still frees them).
         gc.freeze()
@@ -116,7 +119,7 @@ class Reloader:
         ingest = model.version.manifest.watermark.ingest_time
         # A rollback or the first load at start-up is not a model catching up with feedback.
         if served is not None and model.number > served.number and ingest is not None:
-            self._metrics.feedback_to_model_lag.observe(max(0.0, time.time() - ingest))
+            self._metrics.feedback_to_model_lag.observe(max(0.0, self.swapped_at - ingest))
         log.info(
             "serving model version %d (was %s)", model.number, served.number if served else None
         )

@@ -180,3 +180,99 @@ class Erased(BaseModel):
     keys_deleted: int
     stream_entries_deleted: int
     dedupe_markers_deleted: int
+
+
+# The admin API (``service.admin_routes``): what the console's model and live panels read.
+MAX_VERSION = 99_999_999  # version directories are named v + 8 digits
+
+
+class ServedModel(BaseModel):
+    """The model version this replica serves, from its manifest, and when it swapped it in."""
+
+    version: int
+    parent: int | None
+    created_at: float
+    n_items: int
+    dim: int
+    index_type: str
+    # The ingest time of the newest feedback event the version was trained on (None: a
+    # version trained on no live feedback, such as a bootstrap one).
+    watermark_ingest_time: float | None
+    swapped_at: float | None
+    # swapped_at - watermark_ingest_time: how long the newest feedback it learned from took
+    # to reach this replica (None without a watermark).
+    feedback_to_model_lag_seconds: float | None
+
+
+class ModelStatus(BaseModel):
+    """What this replica serves, what the pointer says, and whether Redis answers."""
+
+    served: ServedModel | None  # None while starting: no version loaded yet
+    published: int | None  # the pointer; None when none was published or Redis is down
+    redis: Literal["ok", "unavailable"]
+
+
+class VersionInfo(BaseModel):
+    """One version on disk (``veto versions list``); ``error`` when its manifest is
+    unreadable."""
+
+    version: int
+    parent: int | None
+    created_at: float | None
+    n_items: int | None
+    index_type: str | None
+    watermark_ingest_time: float | None
+    published: bool  # the pointer names it
+    served: bool  # this replica serves it
+    error: str | None
+
+
+class Versions(BaseModel):
+    versions: list[VersionInfo]  # oldest first
+    published: int | None
+
+
+class PublishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION, strict=True)]
+
+
+class Published(BaseModel):
+    published: int
+    previous: int | None  # the pointer before
+    served: int | None  # what this replica serves after its reload check
+
+
+class LivePoint(BaseModel):
+    """One interval of the live window: rates over it, what happened in it."""
+
+    at: float  # end of the interval, wall-clock seconds
+    seconds: float
+    api_requests_per_second: float
+    recommendations_per_second: float
+    feedback_per_second: float
+    latency_p50_seconds: float | None  # of the recommendations route; None without requests
+    latency_p99_seconds: float | None
+    responsiveness_mean: float | None  # mean similar-share change of the dislikes measured
+    responsiveness_samples: int
+    dislikes_per_second: float
+    degraded_per_second: float
+    disliked_served_total: int  # the counter at the end of the interval (must stay 0)
+
+
+class LiveTotals(BaseModel):
+    """Counters since the process started."""
+
+    disliked_served: int
+    withheld_served: int
+    degraded_responses: int
+    responsiveness_samples: int
+    responsiveness_mean: float | None
+
+
+class LiveSeries(BaseModel):
+    interval_seconds: float
+    window_seconds: float
+    points: list[LivePoint]  # oldest first
+    totals: LiveTotals

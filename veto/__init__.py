@@ -7,6 +7,7 @@ argparse (``tests/veto/test_layout.py``). Its public surface, one module per nou
     settings    every VETO_* variable: CommonSettings, ServiceSettings, TrainerSettings
     events      EventType, FeedbackEvent, HistoryEntry, Interaction
     registry    the current-version pointer and its notice
+    versions    the versions on disk as an operator sees them, and the rule for publishing one
     artifacts   the model-version format: write_version, load_version, Manifest, Watermark
     catalog     ItemIds, Categories: a version's catalog in compact arrays
     items       the catalog in Redis: which items exist, the write script, bootstrap seeding
@@ -37,4 +38,5 @@ __all__ = [
     "registry",
     "search",
     "settings",
+    "versions",
 ]

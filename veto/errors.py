@@ -6,7 +6,8 @@
     │   └── TooLarge            a batch or body above its limit
     ├── StoreUnavailable        Redis cannot be reached or answered with an error
     ├── ArtifactError           a model version that cannot be loaded or is invalid
-    │   └── NoModelVersion      no version has been published yet
+    │   ├── NoModelVersion      no version has been published yet
+    │   └── UnknownVersion      a version asked for by number that is not on disk
     ├── DatasetError            a dataset file that cannot be read (names file and line)
     └── ConfigError             a setting that cannot work
 
@@ -53,6 +54,10 @@ class ArtifactError(VetoError):
 
 class NoModelVersion(ArtifactError):
     code = "no_model_version"
+
+
+class UnknownVersion(ArtifactError):
+    code = "unknown_version"
 
 
 class DatasetError(VetoError):

@@ -2,7 +2,8 @@
 
 Publishing sets ``veto:model:current`` and then publishes the version on
 ``veto:model:notify``; services also poll the pointer, so a lost notice only delays a swap.
-Rollback is publishing an older version.
+Rollback is publishing an older version. ``publish`` is for the command-line processes,
+``publish_async`` for the service (``POST /v1/admin/publish``): the same two steps.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import redis
 
 from veto import keys
-from veto.connection import Client
+from veto.connection import AsyncClient, Client
 from veto.errors import NoModelVersion, StoreUnavailable
 
 
@@ -19,6 +20,15 @@ def publish(client: Client, version: int) -> None:
     try:
         client.set(keys.MODEL_POINTER, str(version))
         client.publish(keys.MODEL_CHANNEL, str(version))
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"cannot publish version {version}: {exc}") from exc
+
+
+async def publish_async(client: AsyncClient, version: int) -> None:
+    """``publish`` on the service's asyncio client."""
+    try:
+        await client.set(keys.MODEL_POINTER, str(version))
+        await client.publish(keys.MODEL_CHANNEL, str(version))
     except redis.RedisError as exc:
         raise StoreUnavailable(f"cannot publish version {version}: {exc}") from exc
 

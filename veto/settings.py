@@ -105,6 +105,10 @@ class ServiceSettings(CommonSettings):
     responsiveness_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
     # Timestamps further than this in the client's future are rejected.
     max_clock_skew_seconds: float = Field(default=86_400.0, ge=0)
+    # GET /v1/admin/live (the console's "Responsiveness now"): the service's own metrics
+    # sampled every live_interval_seconds, the last live_window_seconds of them kept.
+    live_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    live_window_seconds: float = Field(default=900.0, gt=0, le=86_400)
 
 
 class TrainerSettings(CommonSettings):

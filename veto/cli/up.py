@@ -7,8 +7,8 @@
            and veto proxy --port P --upstream :A --upstream :B ... (child: the one address)
       → veto train --metrics-port P2                               (child, unless --no-trainer)
       → prometheus (child, with --with-prometheus and the binary on PATH; scrapes each replica)
-      → wait for GET /readyz (of every replica and the proxy), print the URLs and the API key,
-        supervise.
+      → wait for GET /readyz (of every replica and the proxy), print the URLs (the console
+        first) and the API key, supervise.
 
 Ctrl-C or SIGTERM stops the children newest first (SIGTERM, then SIGKILL after
 --stop-timeout) and exits 0. A child that dies on its own, a replica included, stops the
@@ -205,8 +205,9 @@ def _banner(plan: Plan, redis_url: str) -> str:
     lines = [
         "",
         "Veto is up.",
+        f"  Console:          {api}/console/   (open it in a browser)",
         f"  API:              {api}/v1/users/<user_id>/recommendations",
-        f"  OpenAPI docs:     {api}/docs",
+        f"  OpenAPI docs:     {api}/docs   (and {api}/redoc; no internet needed)",
     ]
     if plan.proxied:
         replicas = [f"http://127.0.0.1:{port}" for port in plan.replica_ports]
@@ -221,9 +222,11 @@ def _banner(plan: Plan, redis_url: str) -> str:
     lines.append(f"  Redis:            {_hide_password(redis_url)}")
     lines.append(f"  Data dir:         {plan.data_dir}")
     if plan.api_key_generated:
-        lines.append(f"  API key:          {plan.api_key}   (header X-API-Key, for POST)")
+        lines.append(
+            f"  API key:          {plan.api_key}   (header X-API-Key, for writes; the console asks)"
+        )
     else:
-        lines.append("  API key:          from $VETO_API_KEY (header X-API-Key, for POST)")
+        lines.append("  API key:          from $VETO_API_KEY (header X-API-Key, for writes)")
     lines.append("Ctrl-C stops everything.")
     return "\n".join(lines)
 

@@ -14,14 +14,12 @@ import argparse
 import datetime as dt
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from veto import registry
-from veto.artifacts import list_versions, load_version, prune, read_manifest, version_dir
+from veto.artifacts import prune
 from veto.connection import Client, connect
 from veto.errors import (
-    ArtifactError,
     ConfigError,
     NoModelVersion,
     StoreUnavailable,
@@ -29,41 +27,7 @@ from veto.errors import (
     report,
 )
 from veto.settings import CommonSettings, load_settings
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    """One line of ``veto versions list``; ``error`` is set when the manifest is unreadable."""
-
-    version: int
-    created_at: float | None
-    n_items: int | None
-    index_type: str | None
-    watermark_ingest_time: float | None
-    current: bool
-    error: str | None = None
-
-
-def version_rows(root: Path, current: int | None) -> list[VersionRow]:
-    """The versions under ``root``, oldest first, with ``current`` marked."""
-    rows = []
-    for v in list_versions(root):
-        try:
-            m = read_manifest(version_dir(root, v))
-        except ArtifactError as exc:
-            rows.append(VersionRow(v, None, None, None, None, v == current, error=exc.message))
-            continue
-        rows.append(
-            VersionRow(
-                version=v,
-                created_at=m.created_at,
-                n_items=m.n_items,
-                index_type=m.index_type,
-                watermark_ingest_time=m.watermark.ingest_time,
-                current=v == current,
-            )
-        )
-    return rows
+from veto.versions import VersionRow, check_publishable, version_rows
 
 
 def current_version(client: Client) -> int | None:
@@ -75,17 +39,9 @@ def current_version(client: Client) -> int | None:
 
 
 def publish_version(client: Client, root: Path, version: int) -> None:
-    """Validate version ``version`` as the service would and make it current.
-
-    ArtifactError (and nothing published) if the directory is missing or fails validation.
-    """
-    path = version_dir(root, version)
-    if not path.is_dir():
-        known = ", ".join(str(v) for v in list_versions(root)) or "none"
-        raise ArtifactError(f"no version {version} under {root} (versions: {known})")
-    loaded = load_version(path)
-    if loaded.version != version:
-        raise ArtifactError(f"{path}: manifest says version {loaded.version}, not {version}")
+    """Make ``version`` current if ``veto.versions.check_publishable`` allows it (nothing is
+    published otherwise: UnknownVersion or ArtifactError)."""
+    check_publishable(root, version)
     registry.publish(client, version)
 
 

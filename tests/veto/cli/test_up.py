@@ -408,6 +408,32 @@ def test_plan_generates_an_api_key_unless_one_is_set(monkeypatch: pytest.MonkeyP
     assert (plan.api_key, plan.api_key_generated) == ("operator-key", False)
 
 
+def test_the_banner_opens_with_the_console_and_says_the_docs_work_offline() -> None:
+    plan = up.Plan(
+        port=8123,
+        trainer_port=None,
+        prometheus_port=None,
+        data_dir=Path("/tmp/var"),
+        redis_url=None,
+        items=10,
+        api_key="k3y",
+        api_key_generated=True,
+    )
+    lines = up._banner(plan, "redis://:secret@127.0.0.1:6379/0").splitlines()
+    first = lines[lines.index("Veto is up.") + 1]
+    assert first.split() == [
+        "Console:",
+        "http://127.0.0.1:8123/console/",
+        "(open",
+        "it",
+        "in",
+        "a",
+        "browser)",
+    ]
+    assert any("/docs" in line and "no internet needed" in line for line in lines)
+    assert "secret" not in "\n".join(lines) and any("k3y" in line for line in lines)
+
+
 def test_plan_places_the_trainer_next_to_the_service_and_rejects_clashes() -> None:
     port = free_port()
     plan = up.make_plan(up._parser().parse_args(["--port", str(port)]), ServiceSettings())
