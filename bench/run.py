@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--nproc", default="1,2", help="ddp: rank counts to compare, the first the reference"
     )
-    p.add_argument("--ddp-epochs", type=int, default=4, help="ddp: epochs per configuration")
+    p.add_argument("--ddp-epochs", type=int, default=5, help="ddp: epochs per configuration")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     return p
 

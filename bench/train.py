@@ -7,8 +7,9 @@ warm-up). Users get 60 events each so most histories are full (50).
 
 Data-parallel throughput (``ddp``): the same fit with 1 and N ranks (``trainer.learn.parallel``,
 gloo over loopback), each configuration in fresh spawned processes, one after the other in the
-same run; the machine's ``threads`` are shared, max(1, threads // N) per rank. Examples/s of
-the whole group per epoch, the median of epochs 2..E (the first warms up).
+same run; the machine's ``threads`` are shared, max(1, threads // N) per rank, and one process
+with one thread is measured as well (what a core does alone). Examples/s of the whole group
+per epoch, the median of epochs 2..E (the first warms up).
 
 Freshness: Redis, ``veto serve`` and ``veto train`` as subprocesses on a catalog bootstrapped
 with N items. Per trial: POST a dislike to /v1/feedback, then poll the user's
@@ -66,7 +67,9 @@ def throughput(n_items: int, *, users: int, events_per_user: int, epochs: int) -
     }
 
 
-def _fit_rank(rank: int, world: int, port: int, spec: dict[str, Any], results: Any) -> None:
+def _fit_rank(
+    rank: int, world: int, threads: int, port: int, spec: dict[str, Any], results: Any
+) -> None:
     """One rank of a ``parallel_throughput`` run (a spawned process); rank 0 fits."""
     parallel = None
     if world > 1:
@@ -88,7 +91,7 @@ def _fit_rank(rank: int, world: int, port: int, spec: dict[str, Any], results: A
             history_len=50,
             batch_size=1024,
             epochs=spec["epochs"],
-            threads=max(1, spec["threads"] // world),
+            threads=threads,
         )
         started = time.perf_counter()
         result = fit(
@@ -119,7 +122,8 @@ def parallel_throughput(
     epochs: int,
     threads: int = 2,
 ) -> list[dict[str, Any]]:
-    """Examples/s of fit with each rank count in ``nprocs``, one after the other."""
+    """Examples/s of fit with each rank count in ``nprocs`` (and one process with one
+    thread), one after the other."""
     import torch.multiprocessing as mp
 
     from veto.cli.redis_server import free_port
@@ -131,14 +135,17 @@ def parallel_throughput(
         "epochs": epochs,
         "threads": threads,
     }
+    runs = [(n, max(1, threads // n)) for n in nprocs]
+    if threads > 1 and (1, 1) not in runs:
+        runs.insert(1, (1, 1))
     rows = []
-    for world in nprocs:
+    for world, per_rank in runs:
         context = mp.get_context("spawn")
         results = context.SimpleQueue()
         load_before = os.getloadavg()
         mp.start_processes(
             _fit_rank,
-            args=(world, free_port(), spec, results),
+            args=(world, per_rank, free_port(), spec, results),
             nprocs=world,
             start_method="spawn",
             join=True,
@@ -155,7 +162,11 @@ def parallel_throughput(
                 "load_average_after": [round(x, 2) for x in os.getloadavg()],
             }
         )
-        print(f"  {world} rank(s): {rows[-1]['examples_per_second']} examples/s {by_epoch}")
+        print(
+            f"  {world} rank(s) x {per_rank} thread(s): {rows[-1]['examples_per_second']} "
+            f"examples/s {by_epoch}",
+            flush=True,
+        )
     return rows
 
 
