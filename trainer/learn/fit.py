@@ -308,6 +308,7 @@ class Learner:
         except GroupLost:
             raise
         except Exception as exc:
+            parallel.lost = True  # the others may be waiting in a collective of this step
             raise GroupLost(f"training failed on rank {parallel.rank}: {exc!r}") from exc
         parallel.check_identical(self.fingerprint())
         return history

@@ -103,15 +103,6 @@ class Shard:
     size: int  # examples that count (0 for the zero-weighted stand-in)
 
 
-@contextmanager
-def _collective(what: str) -> Iterator[None]:
-    """Turn a failed collective into GroupLost (the group is unusable after it)."""
-    try:
-        yield
-    except RuntimeError as exc:  # gloo's errors (DistBackendError is one)
-        raise GroupLost(f"data-parallel group lost during {what}: {exc}") from exc
-
-
 class DataParallel:
     """This rank's view of a gloo group: sharding, gradient reduction, rank 0's plans."""
 
@@ -120,12 +111,13 @@ class DataParallel:
         self.world = rank.world
         self._control = control
         self.synced: str | None = None  # rank 0: the learner the other ranks hold
+        self.lost = False  # a collective failed: nothing more is sent
 
     @classmethod
     def join(cls, rank: Rank, *, timeout: float) -> DataParallel:
         """Rendezvous (``env://``: MASTER_ADDR / MASTER_PORT, as torchrun sets them) and open
         the groups; ``timeout`` seconds bound every training collective."""
-        with _collective("the rendezvous"):
+        try:
             dist.init_process_group(
                 "gloo",
                 init_method="env://",
@@ -134,11 +126,22 @@ class DataParallel:
                 timeout=timedelta(seconds=timeout),
             )
             control = dist.new_group(backend="gloo", timeout=_CONTROL_TIMEOUT)
+        except RuntimeError as exc:
+            raise GroupLost(f"data-parallel rendezvous failed: {exc}") from exc
         return cls(rank, control=control)
 
     @property
     def leader(self) -> bool:
         return self.rank == 0
+
+    @contextmanager
+    def _collective(self, what: str) -> Iterator[None]:
+        """Turn a failed collective into GroupLost (the group is unusable after it)."""
+        try:
+            yield
+        except RuntimeError as exc:  # gloo's errors (DistBackendError is one)
+            self.lost = True
+            raise GroupLost(f"data-parallel group lost during {what}: {exc}") from exc
 
     def close(self) -> None:
         """Leave the group (after ``stop`` on rank 0)."""
@@ -149,13 +152,13 @@ class DataParallel:
 
     def send(self, plan: Plan) -> None:
         """Rank 0: broadcast ``plan`` to the other ranks."""
-        with _collective("a plan's broadcast"):
+        with self._collective("a plan's broadcast"):
             dist.broadcast_object_list([plan], src=0, group=self._control)
 
     def receive(self) -> Plan:
         """Another rank: wait for rank 0's next plan (no time limit)."""
         box: list[Any] = [None]
-        with _collective("waiting for rank 0"):
+        with self._collective("waiting for rank 0"):
             dist.broadcast_object_list(box, src=0, group=self._control)
         plan = box[0]
         if not isinstance(plan, Plan):
@@ -163,9 +166,11 @@ class DataParallel:
         return plan
 
     def stop(self) -> None:
-        """Rank 0: release the other ranks (they exit); a lost group is ignored here."""
-        with suppress(GroupLost):
-            self.send(Plan())
+        """Rank 0: release the other ranks (they exit); nothing to do in a lost group (the
+        others end on their own failed collective)."""
+        if not self.lost:
+            with suppress(GroupLost):
+                self.send(Plan())
 
     # -- one training step -------------------------------------------------------------------
 
@@ -175,7 +180,7 @@ class DataParallel:
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(  # type: ignore[no-untyped-call]
             model, list(sparse)
         )
-        with _collective("DistributedDataParallel's set-up"):
+        with self._collective("DistributedDataParallel's set-up"):
             return DistributedDataParallel(model, find_unused_parameters=True)
 
     def shard(self, rows: npt.NDArray[np.int64]) -> Shard:
@@ -197,7 +202,7 @@ class DataParallel:
                     p.shape,
                 )
             grad = grad.coalesce()
-            with _collective("a sparse gradient's all-reduce"):
+            with self._collective("a sparse gradient's all-reduce"):
                 dist.all_reduce(grad)
             grad = grad.coalesce()
             p.grad = grad.div_(self.world) if grad._nnz() else None
@@ -205,14 +210,14 @@ class DataParallel:
     def reduce_sums(self, values: Sequence[float]) -> list[float]:
         """Element-wise sums over the ranks (an epoch's loss records)."""
         total = torch.tensor(list(values), dtype=torch.float64)
-        with _collective("an epoch's loss records"):
+        with self._collective("an epoch's loss records"):
             dist.all_reduce(total)
         return [float(v) for v in total]
 
     def check_identical(self, digest: str) -> None:
         """Diverged unless every rank's ``digest`` of its training state is the same."""
         digests: list[Any] = [None] * self.world
-        with _collective("the end-of-training check"):
+        with self._collective("the end-of-training check"):
             dist.all_gather_object(digests, digest)
         if len(set(digests)) != 1:
             raise Diverged(f"ranks hold different training states: {digests}")

@@ -121,10 +121,8 @@ def launch(
         for r in range(nproc)
     ]
     print(f"veto train: {nproc} ranks, pids {' '.join(str(p.pid) for p in ranks)}", flush=True)
-    stopping: list[int] = []
 
-    def forward(signum: int, _frame: object) -> None:
-        stopping.append(signum)
+    def forward(_signum: int, _frame: object) -> None:
         if ranks[0].poll() is None:
             ranks[0].terminate()  # rank 0 stops between rounds and releases the others
 
