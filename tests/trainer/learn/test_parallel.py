@@ -1,5 +1,6 @@
 """Data-parallel training: 2 ranks (real processes, gloo) train to the quality of 1 process,
-and their parameters and optimiser state stay identical; a batch splits exactly over ranks.
+their parameters and optimiser state stay identical (and a difference would be caught); a
+batch splits exactly over ranks.
 
 Quality, measured on the synthetic world (500 items, 300 users, 20 % of each user's events
 held out), the project's own Recall@20 and like-vs-dislike AUC (``trainer.eval.metrics``).
@@ -23,7 +24,7 @@ from trainer.eval.split import Split, random_split
 from trainer.eval.users import build_eval_users
 from trainer.learn.config import TrainConfig
 from trainer.learn.fit import FitResult, fit, follow
-from trainer.learn.parallel import DataParallel, Rank
+from trainer.learn.parallel import DataParallel, Diverged, Rank
 from veto.cli.redis_server import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -52,9 +53,16 @@ def _rank(rank: int, world_size: int, port: int, results: Any) -> None:
         if parallel.leader:
             result = fit(split.train, item_ids=world.item_ids, config=CONFIG, parallel=parallel)
             parallel.stop()
-            results.put(_quality(result, world, split))
         else:
             follow(parallel)
+        # The check that ends every training call, fed a digest that differs on one rank.
+        try:
+            parallel.check_identical("the same" if rank else "another")
+            diverged = False
+        except Diverged:
+            diverged = True
+        if parallel.leader:
+            results.put({**_quality(result, world, split), "diverged": diverged})
     finally:
         parallel.close()
 
@@ -71,6 +79,7 @@ def test_two_ranks_train_to_the_quality_of_one_process() -> None:
         _rank, args=(2, free_port(), results), nprocs=2, start_method="spawn", join=True
     )
     two = results.get()
+    assert two.pop("diverged")  # and a difference is caught (on every rank alike)
     assert one["recall@20"] > 0.15 and one["like_dislike_auc"] > 0.8  # chance: 0.04, 0.5
     assert abs(two["recall@20"] - one["recall@20"]) <= 0.03, (one, two)
     assert abs(two["like_dislike_auc"] - one["like_dislike_auc"]) <= 0.04, (one, two)

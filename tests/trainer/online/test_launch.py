@@ -69,6 +69,7 @@ def _rank_pid(log: str, rank: int) -> int | None:
     return int(found.group(1)) if found else None
 
 
+@pytest.mark.faults
 def test_a_rank_killed_mid_round_publishes_nothing_and_the_restart_trains_every_event(
     ranks_env: dict[str, str],
     redis_client: redis.Redis,
