@@ -1,6 +1,6 @@
 """Data-parallel training: 2 ranks (real processes, gloo) train to the quality of 1 process,
-their parameters and optimiser state stay identical (and a difference would be caught); a
-batch splits exactly over ranks.
+their parameters and optimiser state stay identical, through rank 0's changes to its model
+too (and a difference would be caught); a batch splits exactly over ranks.
 
 Quality, measured on the synthetic world (500 items, 300 users, 20 % of each user's events
 held out), the project's own Recall@20 and like-vs-dislike AUC (``trainer.eval.metrics``).
@@ -12,6 +12,7 @@ another seed of one process would. Both runs are deterministic (one thread per p
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,8 @@ from trainer.eval.metrics import evaluate_model
 from trainer.eval.split import Split, random_split
 from trainer.eval.users import build_eval_users
 from trainer.learn.config import TrainConfig
-from trainer.learn.fit import FitResult, fit, follow
+from trainer.learn.examples import make_examples
+from trainer.learn.fit import FitResult, Learner, fit, follow
 from trainer.learn.parallel import DataParallel, Diverged, Rank
 from veto.cli.redis_server import free_port
 
@@ -44,6 +46,28 @@ def _quality(result: FitResult, world: SyntheticWorld, split: Split) -> dict[str
     return evaluate_model(result.encoder, result.vectors, users, ks=(20,))
 
 
+def _changes_replayed(parallel: DataParallel, world: SyntheticWorld) -> None:
+    """Rank 0: a learner with per-user rows trained, changed (new items: a new table; erased
+    and new users), trained again, then on one example (a rank without one takes part with a
+    zero weight). Every ``train`` ends by comparing the ranks' digests: Diverged otherwise."""
+    config = replace(CONFIG, user_embedding=True, epochs=1)
+    learner = Learner(item_ids=world.item_ids, config=config, warm=False)
+    learner.replicate(parallel)
+    learner.add_users(x.user_id for x in world.interactions[:2000])
+    examples = make_examples(
+        world.interactions[:2000],
+        item_index=learner.item_index,
+        user_index=learner.user_index,
+        config=config,
+    )
+    learner.train(examples, epochs=1, stream=True)
+    learner.add_items(["new1", "new2"], np.eye(2, config.dim, dtype=np.float32))
+    learner.forget_users(["u1", "u2"])
+    learner.add_users(["newcomer"])
+    learner.train(examples, epochs=1, stream=True)
+    learner.train(examples.take(np.arange(1)), epochs=1, stream=True)
+
+
 def _rank(rank: int, world_size: int, port: int, results: Any) -> None:
     """One rank of the group (a spawned process): rank 0 fits, the other follows."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -52,6 +76,7 @@ def _rank(rank: int, world_size: int, port: int, results: Any) -> None:
     try:
         if parallel.leader:
             result = fit(split.train, item_ids=world.item_ids, config=CONFIG, parallel=parallel)
+            _changes_replayed(parallel, world)
             parallel.stop()
         else:
             follow(parallel)
