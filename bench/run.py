@@ -10,7 +10,9 @@ through ``veto proxy`` vs straight to the replica, bench/proxy.py), memory (serv
 vs N x D x 4), swap (hot swap under GET load), ingest (feedback events/s, single and batches
 of 100, vs a bare FastAPI POST), profile (CPU µs per GET and POST by category, from py-spy
 samples of ``veto serve``, vs the bare apps: bench/profile.py), training (examples/s,
-bench/train.py), freshness (feedback-to-served-model lag, bench/train.py), catalog (PUT of a
+bench/train.py), ddp (examples/s with 1 and N data-parallel ranks, bench/train.py; only with
+--only ddp, ranks from --nproc), freshness (feedback-to-served-model lag, bench/train.py),
+catalog (PUT of a
 new item to it appearing in ``similar``: cold start, bench/catalog.py), soak (only with
 --soak or --only soak).
 Load generators run in their own processes (aiohttp: bench/common.py for GETs,
@@ -41,6 +43,7 @@ NAMES = (
     "ingest",
     "profile",
     "training",
+    "ddp",
     "freshness",
     "catalog",
     "soak",
@@ -116,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
         default=50_000,
         help="flat index up to this many items, IVF above (as bench/serve.py)",
     )
+    p.add_argument(
+        "--nproc", default="1,2", help="ddp: rank counts to compare, the first the reference"
+    )
+    p.add_argument("--ddp-epochs", type=int, default=5, help="ddp: epochs per configuration")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     return p
 
@@ -127,7 +134,7 @@ def _selected(args: argparse.Namespace) -> list[str]:
         if unknown:
             raise SystemExit(f"bench.run: unknown benchmark(s) {unknown}; known: {NAMES}")
         return chosen
-    return [n for n in NAMES if n != "soak" or args.soak]
+    return [n for n in NAMES if (n != "soak" or args.soak) and n != "ddp"]
 
 
 class Runner:
@@ -271,6 +278,49 @@ def _training(p: Plan) -> tuple[list[Figure], dict[str, Any]]:
     }
 
 
+def _nprocs(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise SystemExit(f"bench.run: --nproc wants rank counts like 1,2; got {text!r}")
+    return counts
+
+
+def _ranks(row: dict[str, Any]) -> str:
+    threads = f"{row['threads_per_rank']} thread{'s' if row['threads_per_rank'] > 1 else ''}"
+    return f"1 process × {threads}" if row["ranks"] == 1 else f"{row['ranks']} ranks × {threads}"
+
+
+def _ddp(p: Plan, nprocs: list[int], epochs: int) -> tuple[list[Figure], dict[str, Any]]:
+    from bench.train import parallel_throughput  # imports torch
+
+    figures: list[Figure] = []
+    rows: list[dict[str, Any]] = []
+    for n in p.train_catalogs:
+        found = parallel_throughput(
+            n, nprocs=nprocs, users=2000, events_per_user=60, epochs=epochs, threads=2
+        )
+        rows += found
+        first = found[0]
+        reference = f"{_ranks(first)}, same run"
+        figures += [
+            Figure(
+                f"training examples/s, {_ranks(r)}, {_label(n)} items",
+                float(r["examples_per_second"]),
+                "examples/s",
+                reference,
+                float(first["examples_per_second"]),
+            )
+            for r in found[1:]
+        ]
+    return figures, {
+        "rows": rows,
+        "source": "bench.train.parallel_throughput (trainer.learn.fit, gloo ranks)",
+    }
+
+
 def _freshness(p: Plan) -> tuple[list[Figure], dict[str, Any]]:
     from bench.train import freshness
 
@@ -323,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
             runner.failed.append(f"stack_{_label(n_items)}")
     if "training" in chosen:
         runner.run("training", lambda: _training(p))
+    if "ddp" in chosen:
+        nprocs = _nprocs(args.nproc)
+        runner.run("ddp", lambda: _ddp(p, nprocs, args.ddp_epochs))
     if "freshness" in chosen:
         runner.run("freshness", lambda: _freshness(p))
     if "catalog" in chosen:

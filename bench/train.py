@@ -5,6 +5,12 @@ Throughput: ``trainer.learn.fit`` on a synthetic world (``trainer.data.synthetic
 items, batch 1024, dim 64, L 50, 2 torch threads; examples/s of the last epoch (the first includes
 warm-up). Users get 60 events each so most histories are full (50).
 
+Data-parallel throughput (``ddp``): the same fit with 1 and N ranks (``trainer.learn.parallel``,
+gloo over loopback), each configuration in fresh spawned processes, one after the other in the
+same run; the machine's ``threads`` are shared, max(1, threads // N) per rank, and one process
+with one thread is measured as well (what a core does alone). Examples/s of the whole group
+per epoch, the median of epochs 2..E (the first warms up).
+
 Freshness: Redis, ``veto serve`` and ``veto train`` as subprocesses on a catalog bootstrapped
 with N items. Per trial: POST a dislike to /v1/feedback, then poll the user's
 recommendations until ``model_version`` is a version whose manifest watermark includes the
@@ -19,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,8 @@ import redis
 from bench.common import wait_ready
 from trainer.data.synthetic import make_world
 from trainer.learn.config import TrainConfig
-from trainer.learn.fit import fit
+from trainer.learn.fit import fit, follow
+from trainer.learn.parallel import DataParallel, Rank
 from trainer.online.stream import stream_id_key
 from veto.artifacts import read_manifest, version_dir
 from veto.cli.redis_server import RedisServer, free_port
@@ -57,6 +65,109 @@ def throughput(n_items: int, *, users: int, events_per_user: int, epochs: int) -
         "history_len": 50,
         "n_sampled": config.n_sampled,
     }
+
+
+def _fit_rank(
+    rank: int, world: int, threads: int, port: int, spec: dict[str, Any], results: Any
+) -> None:
+    """One rank of a ``parallel_throughput`` run (a spawned process); rank 0 fits."""
+    parallel = None
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        parallel = DataParallel.join(Rank(rank, world), timeout=600)
+    try:
+        if rank:
+            assert parallel is not None
+            follow(parallel)
+            return
+        synthetic = make_world(
+            n_items=spec["n_items"],
+            n_users=spec["users"],
+            n_categories=50,
+            events_per_user=spec["events_per_user"],
+        )
+        config = TrainConfig(
+            dim=64,
+            history_len=50,
+            batch_size=1024,
+            epochs=spec["epochs"],
+            threads=threads,
+        )
+        started = time.perf_counter()
+        result = fit(
+            synthetic.interactions, item_ids=synthetic.item_ids, config=config, parallel=parallel
+        )
+        results.put(
+            {
+                "by_epoch": [round(h["examples_per_second"]) for h in result.loss_history],
+                "examples_per_epoch": int(result.loss_history[0]["examples"]),
+                "last_loss": round(result.loss_history[-1]["total"], 4),
+                "fit_seconds_total": round(time.perf_counter() - started, 2),
+                "threads_per_rank": config.threads,
+            }
+        )
+        if parallel is not None:
+            parallel.stop()
+    finally:
+        if parallel is not None:
+            parallel.close()
+
+
+def parallel_throughput(
+    n_items: int,
+    *,
+    nprocs: Sequence[int],
+    users: int,
+    events_per_user: int,
+    epochs: int,
+    threads: int = 2,
+) -> list[dict[str, Any]]:
+    """Examples/s of fit with each rank count in ``nprocs`` (and one process with one
+    thread), one after the other."""
+    import torch.multiprocessing as mp
+
+    from veto.cli.redis_server import free_port
+
+    spec = {
+        "n_items": n_items,
+        "users": users,
+        "events_per_user": events_per_user,
+        "epochs": epochs,
+        "threads": threads,
+    }
+    runs = [(n, max(1, threads // n)) for n in nprocs]
+    if threads > 1 and (1, 1) not in runs:
+        runs.insert(1, (1, 1))
+    rows = []
+    for world, per_rank in runs:
+        context = mp.get_context("spawn")
+        results = context.SimpleQueue()
+        load_before = os.getloadavg()
+        mp.start_processes(
+            _fit_rank,
+            args=(world, per_rank, free_port(), spec, results),
+            nprocs=world,
+            start_method="spawn",
+            join=True,
+        )
+        out = results.get()
+        by_epoch = out["by_epoch"]
+        rows.append(
+            {
+                "n_items": n_items,
+                "ranks": world,
+                **out,
+                "examples_per_second": round(statistics.median(by_epoch[1:] or by_epoch)),
+                "load_average_before": [round(x, 2) for x in load_before],
+                "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            }
+        )
+        print(
+            f"  {world} rank(s) x {per_rank} thread(s): {rows[-1]['examples_per_second']} "
+            f"examples/s {by_epoch}",
+            flush=True,
+        )
+    return rows
 
 
 def _stream_id(client: redis.Redis, user: str, event_id: str, partitions: int) -> str:

@@ -122,6 +122,12 @@ def test_unknown_benchmark_name_is_refused(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ddp_refuses_bad_rank_counts_before_measuring(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--nproc"):
+        run_main(["--only", "ddp", "--nproc", "0,2", "--out-dir", str(tmp_path)])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_rss_of_a_live_process_is_read_from_proc() -> None:
     assert procs.rss_bytes(os.getpid()) > 10 * 1024**2
 

@@ -9,7 +9,8 @@
     │   ├── NoModelVersion      no version has been published yet
     │   └── UnknownVersion      a version asked for by number that is not on disk
     ├── DatasetError            a dataset file that cannot be read (names file and line)
-    └── ConfigError             a setting that cannot work
+    ├── ConfigError             a setting that cannot work
+    └── GroupLost               a data-parallel trainer's rank died or hung (veto train --nproc)
 
 Adapters translate library errors (``redis.RedisError``, FAISS ``RuntimeError``, ``OSError``)
 into these with ``raise ... from``; only the HTTP edge maps them to status codes.
@@ -74,16 +75,22 @@ class ConfigError(VetoError):
     code = "config_error"
 
 
+class GroupLost(VetoError):
+    code = "group_lost"
+
+
 # The exit-code policy of every ``veto`` command (documented in the README):
-# 0 done; 1 a dependency failed at run time (Redis, a model version on disk); 2 bad usage
-# (options, settings, input data). argparse's own errors exit 2 as well.
+# 0 done; 1 a dependency failed at run time (Redis, a model version on disk, a rank of a
+# data-parallel trainer); 2 bad usage (options, settings, input data). argparse's own errors
+# exit 2 as well.
 EXIT_UNAVAILABLE = 1
 EXIT_USAGE = 2
 
 
 def exit_code(exc: VetoError) -> int:
     """The exit status of a command that stopped on ``exc``."""
-    return EXIT_UNAVAILABLE if isinstance(exc, StoreUnavailable | ArtifactError) else EXIT_USAGE
+    failed = StoreUnavailable | ArtifactError | GroupLost
+    return EXIT_UNAVAILABLE if isinstance(exc, failed) else EXIT_USAGE
 
 
 def report(command: str, exc: VetoError) -> int:

@@ -155,6 +155,10 @@ class TrainerSettings(CommonSettings):
     # The trainer's /metrics port; 0 = none.
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     threads: int = Field(default=2, ge=1, le=256)
+    # Data-parallel training (veto train --nproc N, or torchrun): how long a training
+    # collective waits for the slowest rank before the group is declared lost (a hung rank;
+    # a dead one is noticed at once).
+    dist_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
 
 
 SETTINGS_CLASSES: tuple[type[CommonSettings], ...] = (ServiceSettings, TrainerSettings)

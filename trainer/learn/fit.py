@@ -6,6 +6,11 @@ built once per call (padded (E, L) history index arrays); a step only gathers ro
 Embedding tables get row-wise Adagrad on sparse gradients, the small user tower Adam.
 The online trainer keeps one ``Learner`` alive across rounds, so a round neither copies the
 (N, D) table out of and back into torch nor rebuilds the optimisers.
+
+Data-parallel (``trainer.learn.parallel``): a learner ``replicate``d on rank 0 sends the other
+ranks, before each ``train``, either itself (the first time) or the changes made to it since
+(new items, users, erased users: the same calls with the same arguments), and the examples;
+``follow`` is the other ranks' side. Every rank then trains its shard of each batch.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,12 +34,15 @@ from trainer.learn.examples import Examples, make_examples
 from trainer.learn.frequency import FrequencyEstimator
 from trainer.learn.model import VetoModel
 from trainer.learn.optim import RowWiseAdagrad
-from trainer.learn.step import Batch, batch_loss
+from trainer.learn.parallel import DataParallel, Diverged, Plan, Shard
+from trainer.learn.step import Batch, LossParts, Objective, batch_loss
 from veto.encoder import UserEncoder
-from veto.errors import ConfigError
+from veto.errors import ConfigError, GroupLost
 from veto.events import N_EVENT_TYPES, EventType, Interaction
 
 log = logging.getLogger("veto.trainer")
+# The Learner methods rank 0's changes may name (``Plan.changes``).
+_REPLAYED = ("add_items", "add_users", "forget_users")
 
 
 @dataclass
@@ -111,6 +120,26 @@ class Learner:
         self.sparse = RowWiseAdagrad(self.model.sparse_parameters(), lr=config.emb_lr)
         self.dense = torch.optim.Adam(self.model.dense_parameters(), lr=config.lr)
         self.freq = FrequencyEstimator(n_items=n, alpha=config.freq_alpha)
+        # Data-parallel (module docstring): the group, rank 0's changes not yet sent, the DDP
+        # module, and a name for this learner that its copies on the other ranks share.
+        self.parallel: DataParallel | None = None
+        self._changes: list[tuple[str, tuple[Any, ...]]] = []
+        self._objective: torch.nn.Module | None = None
+        self.uid = uuid.uuid4().hex
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What another rank receives: everything but this process's group."""
+        return {**self.__dict__, "parallel": None, "_changes": [], "_objective": None}
+
+    def replicate(self, parallel: DataParallel) -> None:
+        """Train as one rank of ``parallel`` from now on."""
+        self.parallel = parallel
+        self._objective = None
+
+    def _record(self, method: str, *args: Any) -> None:
+        """Rank 0: a change the other ranks make too before the next ``train``."""
+        if self.parallel is not None and self.parallel.leader:
+            self._changes.append((method, args))
 
     @classmethod
     def warm(cls, init: FitResult, *, item_ids: Sequence[str], config: TrainConfig) -> Learner:
@@ -174,6 +203,7 @@ class Learner:
         order of appearance); nothing without per-user embeddings."""
         if not self.config.user_embedding:
             return
+        users = list(users)
         grown = list(dict.fromkeys([*self.user_ids, *users]))
         if len(grown) == len(self.user_ids):
             return
@@ -188,6 +218,7 @@ class Learner:
             acc = torch.zeros(len(grown), dtype=state["sum"].dtype)
             acc[:old_rows] = state["sum"][:old_rows]
             self.sparse.state[self.model.user_emb.weight] = {"sum": acc}
+        self._record("add_users", users)
 
     def add_items(self, item_ids: Sequence[str], vectors: np.ndarray) -> None:
         """Append rows for new items (the catalog's cold-start items) starting from the unit
@@ -223,6 +254,7 @@ class Learner:
             self.item_index[item] = len(self.item_ids)
             self.item_ids.append(item)
         self.digest = catalog_digest(self.item_ids)
+        self._record("add_items", fresh, np.array(vectors, dtype=np.float32))
 
     def forget_users(self, users: Iterable[str]) -> int:
         """Erase users' rows of the per-user table; how many it held. A row is zeroed (with
@@ -230,6 +262,7 @@ class Learner:
         cannot occur in one): rows keep their places, so user rows elsewhere stay valid, and
         no version written from now on names or carries the user. A user who comes back
         gets a new row."""
+        users = list(users)
         index = self.user_index
         rows = sorted({index[u] for u in users if u in index})
         if not rows:
@@ -242,6 +275,7 @@ class Learner:
             state["sum"][rows] = 0.0
         for row in rows:
             self.user_ids[row] = f"|erased|{row}"
+        self._record("forget_users", users)
         return len(rows)
 
     def train(
@@ -249,22 +283,88 @@ class Learner:
     ) -> list[dict[str, float]]:
         """``epochs`` passes over ``examples`` (their user rows index ``user_ids``); one loss
         record per epoch. ``stream``: the label counts of the logQ correction follow the
-        batches (online rounds); otherwise they stay as seeded (exact, ``seed_frequencies``)."""
+        batches (online rounds); otherwise they stay as seeded (exact, ``seed_frequencies``).
+
+        Replicated, every rank calls it (rank 0 first tells the others to) and trains its
+        shard of each batch; the records are the group's. Any failure then raises GroupLost
+        (the other ranks may be waiting in a collective), except Diverged, raised on every
+        rank alike after the last step."""
         config = self.config
         torch.set_num_threads(config.threads)
         if len(examples) and examples.history_len != config.history_len:
             raise ConfigError(
                 f"examples have L={examples.history_len}, config {config.history_len}"
             )
-        rng = np.random.default_rng(config.seed + self.step)
-        generator = torch.Generator().manual_seed(config.seed + self.step)
+        parallel = self.parallel
+        if parallel is None:
+            return self._epochs(examples, epochs=epochs, stream=stream, progress=progress)
+        if parallel.leader:
+            self._announce(examples, epochs=epochs, stream=stream)
+        try:
+            if self._objective is None:  # the first time: DDP imports torch._dynamo, ~4 s
+                self._objective = parallel.objective(Objective(self.model), Objective.SPARSE)
+                log.info("rank %d of %d: model replicated", parallel.rank, parallel.world)
+            history = self._epochs(examples, epochs=epochs, stream=stream, progress=progress)
+        except GroupLost:
+            raise
+        except Exception as exc:
+            parallel.lost = True  # the others may be waiting in a collective of this step
+            raise GroupLost(f"training failed on rank {parallel.rank}: {exc!r}") from exc
+        parallel.check_identical(self.fingerprint())
+        return history
+
+    def _announce(self, examples: Examples, *, epochs: int, stream: bool) -> None:
+        """Rank 0: send the other ranks this learner (if they do not hold it) or its changes,
+        and what to train."""
+        assert self.parallel is not None
+        new = self.parallel.synced != self.uid
+        self.parallel.send(
+            Plan(
+                learner=self if new else None,
+                changes=[] if new else self._changes,
+                examples=examples,
+                epochs=epochs,
+                stream=stream,
+            )
+        )
+        self.parallel.synced = self.uid
+        self._changes = []
+
+    def _loss(self, batch: Batch, generator: torch.Generator) -> LossParts:
+        config = self.config
+        objective = self._objective
+        kwargs: dict[str, Any] = {
+            "config": config,
+            "freq": self.freq,
+            "generator": generator,
+            "mask_dislike_input": config.dislike_negatives and not config.dislike_input,
+        }
+        if objective is None:
+            return batch_loss(self.model, batch, **kwargs)
+        parts: LossParts = objective(batch, **kwargs)
+        return parts
+
+    def _epochs(
+        self, examples: Examples, *, epochs: int, stream: bool, progress: bool
+    ) -> list[dict[str, float]]:
+        config = self.config
+        parallel = self.parallel
+        rng = np.random.default_rng(config.seed + self.step)  # the same order on every rank
+        # Sampled negatives: each rank its own draw (rank 0's is a single process's).
+        rank = parallel.rank if parallel is not None else 0
+        generator = torch.Generator().manual_seed(config.seed + self.step + (rank << 32))
         weights = _type_weights(config)
-        mask_dislikes = config.dislike_negatives and not config.dislike_input
+        tables = [self.model.item_emb.weight]
+        if self.model.n_users:
+            tables.append(self.model.user_emb.weight)
         history: list[dict[str, float]] = []
         n = len(examples)
         steps_per_epoch = (n + config.batch_size - 1) // config.batch_size
         bar = tqdm(
-            total=steps_per_epoch * epochs, desc="training", unit="step", disable=not progress
+            total=steps_per_epoch * epochs,
+            desc="training",
+            unit="step",
+            disable=not progress or rank != 0,
         )
         self.model.train()
         for epoch in range(epochs if n else 0):
@@ -273,33 +373,38 @@ class Learner:
             sums = {"total": 0.0, "softmax": 0.0, "ntr": 0.0}
             counts = {"total": 0, "softmax": 0, "ntr": 0}
             for start in range(0, n, config.batch_size):
-                batch = _batch(examples, order[start : start + config.batch_size], weights)
-                parts = batch_loss(
-                    self.model,
-                    batch,
-                    config=config,
-                    freq=self.freq,
-                    generator=generator,
-                    mask_dislike_input=mask_dislikes,
-                )
+                rows = order[start : start + config.batch_size]
+                shard = Shard(rows, 1.0, len(rows)) if parallel is None else parallel.shard(rows)
+                batch = _batch(examples, shard.rows, weights)
+                parts = self._loss(batch, generator)
                 self.sparse.zero_grad(set_to_none=True)
                 self.dense.zero_grad(set_to_none=True)
-                parts.total.backward()  # type: ignore[no-untyped-call]
+                loss = parts.total if shard.scale == 1.0 else parts.total * shard.scale
+                loss.backward()  # type: ignore[no-untyped-call]
+                if parallel is not None:
+                    parallel.reduce_sparse(tables)
                 self.sparse.step()
                 self.dense.step()
-                if stream:
-                    self.freq.update(batch.labels)
+                if stream:  # the global batch's labels, on every rank
+                    labels = batch.labels if parallel is None else examples.labels[rows]
+                    self.freq.update(torch.as_tensor(labels))
                 self.step += 1
-                rows = int(batch.labels.shape[0])
-                sums["total"] += float(parts.total.detach()) * rows
-                counts["total"] += rows
-                if parts.positives:
+                sums["total"] += float(parts.total.detach()) * shard.size
+                counts["total"] += shard.size
+                if parts.positives and shard.size:
                     sums["softmax"] += parts.softmax * parts.positives
                     counts["softmax"] += parts.positives
-                if parts.negatives and config.uses_ntr:
+                if parts.negatives and shard.size and config.uses_ntr:
                     sums["ntr"] += parts.ntr * parts.negatives
                     counts["ntr"] += parts.negatives
                 bar.update(1)
+            if parallel is not None:  # the group's records, not this shard's
+                keys = list(sums)
+                reduced = parallel.reduce_sums(
+                    [*(sums[k] for k in keys), *(float(counts[k]) for k in keys)]
+                )
+                sums = dict(zip(keys, reduced[: len(keys)], strict=True))
+                counts = {k: int(v) for k, v in zip(keys, reduced[len(keys) :], strict=True)}
             elapsed = time.perf_counter() - started
             record: dict[str, float] = {"step": float(self.step), "epoch": float(epoch)}
             record.update({k: (sums[k] / counts[k] if counts[k] else 0.0) for k in sums})
@@ -309,6 +414,28 @@ class Learner:
         bar.close()
         self.model.eval()
         return history
+
+    def fingerprint(self) -> str:
+        """A digest of everything training changes: parameters, optimiser and frequency
+        state, step and users (equal on every rank of a group)."""
+        h = hashlib.blake2b(digest_size=16)
+
+        def add(t: torch.Tensor) -> None:
+            h.update(np.ascontiguousarray(t.detach().numpy()).reshape(-1).view(np.uint8).data)
+
+        for p in self.model.parameters():
+            add(p)
+        for optimiser in (self.sparse, self.dense):
+            for group in optimiser.param_groups:
+                for p in group["params"]:
+                    for _, value in sorted(optimiser.state.get(p, {}).items()):
+                        if isinstance(value, torch.Tensor):
+                            add(value)
+                        else:
+                            h.update(repr(value).encode())
+        add(self.freq.counts)
+        h.update(repr((self.freq.total, self.step, self.user_ids, len(self.item_ids))).encode())
+        return h.hexdigest()
 
     def checkpoint(self) -> Checkpoint:
         """The state a later warm start continues from (tensors cloned: training goes on)."""
@@ -355,19 +482,23 @@ def fit(
     config: TrainConfig,
     init: FitResult | None = None,
     progress: bool = False,
+    parallel: DataParallel | None = None,
 ) -> FitResult:
     """Train on ``interactions`` (oldest first) for ``config.epochs`` epochs.
 
     Each labelled event is an example: the user's history before it is the input, its item
     the label. ``init`` warm-starts from a previous result (its checkpoint when present, else
     its exported arrays). Raises UnknownItem for an item not in ``item_ids`` and ConfigError
-    when ``init`` does not match the catalog or the model size.
+    when ``init`` does not match the catalog or the model size. With ``parallel`` (rank 0),
+    the group's other ranks train with it (they run ``follow``).
     """
     learner = (
         Learner(item_ids=item_ids, config=config, warm=False)
         if init is None
         else Learner.warm(init, item_ids=item_ids, config=config)
     )
+    if parallel is not None:
+        learner.replicate(parallel)
     learner.add_users(x.user_id for x in interactions)
     examples = make_examples(
         interactions, item_index=learner.item_index, user_index=learner.user_index, config=config
@@ -375,3 +506,30 @@ def fit(
     learner.seed_frequencies(examples)
     history = learner.train(examples, epochs=config.epochs, stream=False, progress=progress)
     return learner.export(history)
+
+
+def follow(parallel: DataParallel) -> None:
+    """Ranks other than 0: train what rank 0 announces (``Learner._announce``) until it says
+    stop. Raises GroupLost when the group is lost."""
+    learner: Learner | None = None
+    while True:
+        plan = parallel.receive()
+        if plan.examples is None:
+            return
+        if plan.learner is not None:
+            learner = plan.learner
+            learner.replicate(parallel)
+        if learner is None:
+            raise GroupLost(f"rank {parallel.rank} was sent changes to a learner it does not hold")
+        for method, args in plan.changes:
+            if method not in _REPLAYED:
+                raise GroupLost(f"rank 0 asked for {method!r}, not a learner change")
+            getattr(learner, method)(*args)
+        started = time.perf_counter()
+        log.info("training %d examples, %d epochs", len(plan.examples), plan.epochs)
+        try:
+            learner.train(plan.examples, epochs=plan.epochs, stream=plan.stream)
+            log.info("trained in %.2fs", time.perf_counter() - started)
+        except Diverged:
+            log.exception("rank %d diverged from rank 0; waiting for its state", parallel.rank)
+            learner = None

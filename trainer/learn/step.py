@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from trainer.learn.config import TrainConfig
 from trainer.learn.frequency import FrequencyEstimator
@@ -131,3 +131,33 @@ def batch_loss(
         positives=int(positive.sum()),
         negatives=int(negative.sum()),
     )
+
+
+class Objective(nn.Module):
+    """``batch_loss`` as a module, so that DistributedDataParallel sees the parameters a step
+    uses (its forward is the loss). ``SPARSE`` names the embedding tables, which it leaves to
+    ``trainer.learn.parallel``."""
+
+    SPARSE = ("model.item_emb.weight", "model.user_emb.weight")
+
+    def __init__(self, model: VetoModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        batch: Batch,
+        *,
+        config: TrainConfig,
+        freq: FrequencyEstimator,
+        generator: torch.Generator,
+        mask_dislike_input: bool = False,
+    ) -> LossParts:
+        return batch_loss(
+            self.model,
+            batch,
+            config=config,
+            freq=freq,
+            generator=generator,
+            mask_dislike_input=mask_dislike_input,
+        )

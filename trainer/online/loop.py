@@ -28,6 +28,11 @@ with its optimisers, the replay sample, the index); it is loaded from disk only 
 published pointer is not the version this process last published (start, rollback, another
 writer) or after a failed round.
 
+Data-parallel (``veto train --nproc N``, ``trainer.learn.parallel``): this process is rank 0,
+the only one that talks to Redis and writes versions; its learner is replicated, so its
+``train`` hands the other ranks the round's examples and each trains a shard. A lost rank
+(``GroupLost``) ends the loop instead of failing one round: the group cannot be used again.
+
 Crash safety: an event is acked only after a version trained on it is published, so a crash
 re-reads it; a re-read event already inside the published version's watermark (killed between
 publish and ack) is acked without training again, so each is trained on once. A version
@@ -51,6 +56,7 @@ import numpy as np
 from trainer.learn.config import TrainConfig
 from trainer.learn.examples import UNKNOWN_OWNER, Examples, make_examples, owner_of, owners_of
 from trainer.learn.fit import FitResult, Learner
+from trainer.learn.parallel import DataParallel
 from trainer.learn.prior import ItemFeedback
 from trainer.online import cold_start, erasures
 from trainer.online.cold_start import CatalogDiff
@@ -63,7 +69,7 @@ from trainer.online.stream import Entry, FeedbackReader, stream_id_key
 from veto import items, partitions, registry
 from veto.artifacts import Watermark, prune, version_dir
 from veto.connection import Client
-from veto.errors import NoModelVersion
+from veto.errors import GroupLost, NoModelVersion
 from veto.events import EventType, FeedbackEvent
 from veto.settings import TrainerSettings
 
@@ -142,11 +148,13 @@ class Trainer:
         *,
         metrics: TrainerMetrics,
         hook: Hook = no_hook,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.metrics = metrics
         self.hook = hook
+        self.parallel = parallel  # rank 0 of a data-parallel group; None: one process
         self.reader = FeedbackReader(
             client,
             partitions=settings.stream_partitions,
@@ -174,6 +182,9 @@ class Trainer:
                 log.info("no model version published yet; waiting")
                 stop.wait(interval)
                 continue
+            except GroupLost:
+                self.metrics.failures.inc()
+                raise  # the other ranks are gone: nothing published, the events stay pending
             except Exception:
                 # Anything, a coding bug included: logged with its traceback and counted, and
                 # the next round starts from the published version (nothing half-applied).
@@ -309,6 +320,8 @@ class Trainer:
         config = replace(base, threads=self.settings.threads)
         item_ids = loaded.item_ids.tolist()
         learner = Learner.warm(init, item_ids=item_ids, config=config)
+        if self.parallel is not None:
+            learner.replicate(self.parallel)
         log.info("fine-tuning version %d (%d items)", version, len(item_ids))
         return ModelState(
             version=version,
