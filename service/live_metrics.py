@@ -11,7 +11,6 @@ interpolates a histogram quantile as Prometheus's ``histogram_quantile`` does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import math
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics import MetricWrapperBase
 
+from service.background import Background
 from service.metrics import ServiceMetrics
 from service.schemas import LivePoint, LiveSeries, LiveTotals
 
@@ -194,7 +194,7 @@ class LiveMetrics:
         self._route = latency_route
         self._clock = clock
         self._snapshots: deque[Snapshot] = deque(maxlen=max(2, math.ceil(window / interval) + 1))
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background("veto-live-metrics", self._run)
 
     def sample(self) -> None:
         """Take one snapshot now."""
@@ -221,11 +221,7 @@ class LiveMetrics:
             await asyncio.sleep(self._interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="veto-live-metrics")
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()

@@ -8,7 +8,6 @@ nothing, and a full queue drops the sample, never blocks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Iterable, Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.background import Background
 from service.catalog_mirror import CatalogMirror
 from service.feedback_store import FeedbackStore
 from service.metrics import ServiceMetrics
@@ -90,7 +90,7 @@ class ResponsivenessProbe:
         self._rng = rng or random.Random()
         self._catalog = catalog
         self._queue: asyncio.Queue[_Sample] = asyncio.Queue(maxsize=queue_size)
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background("veto-responsiveness", self._run)
 
     async def offer(self, events: Iterable[FeedbackEvent]) -> None:
         """Queue a sample of the dislikes among ``events`` (accepted ones); never blocks.
@@ -147,11 +147,7 @@ class ResponsivenessProbe:
         return self._queue.qsize()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="veto-responsiveness")
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()

