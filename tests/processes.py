@@ -29,6 +29,20 @@ def veto_env(**veto: str) -> dict[str, str]:
     return env
 
 
+def bootstrapped_env(monkeypatch: Any, **veto: str) -> dict[str, str]:
+    """Version 1 of a 200-item synthetic catalog, bootstrapped in-process with ``veto`` set
+    in this process's environment; the env of ``veto train`` children."""
+    from trainer.online import bootstrap
+
+    env = veto_env(**veto)
+    for name, value in env.items():
+        if name.startswith("VETO_"):
+            monkeypatch.setenv(name, value)
+    args = ["--dataset", "synthetic", "--items", "200", "--epochs", "1", "--quiet"]
+    assert bootstrap.main(args) == 0
+    return env
+
+
 def eventually(
     check: Callable[[], bool], *, timeout: float, what: str, every: float = 0.05
 ) -> None:

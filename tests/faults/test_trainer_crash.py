@@ -29,8 +29,7 @@ import redis
 import torch
 
 from tests.faults.crashing_trainer import EXIT_CODE as FAULT_EXIT_CODE
-from tests.processes import ServeProcess, VetoProcess, eventually, veto_env
-from trainer.online import bootstrap
+from tests.processes import ServeProcess, VetoProcess, bootstrapped_env, eventually
 from trainer.online.loop import CRASH_POINTS as POINTS
 from veto import keys, registry
 from veto.artifacts import (
@@ -63,13 +62,9 @@ def trainer_env(
 ) -> dict[str, str]:
     """Version 1 bootstrapped (in-process) on a 200-item synthetic catalog; the env of the
     ``veto train`` children."""
-    env = veto_env(redis_url=redis_url, artifacts_dir=str(artifacts_dir), **SETTINGS)
-    for name, value in env.items():
-        if name.startswith("VETO_"):
-            monkeypatch.setenv(name, value)
-    args = ["--dataset", "synthetic", "--items", "200", "--epochs", "1", "--quiet"]
-    assert bootstrap.main(args) == 0
-    return env
+    return bootstrapped_env(
+        monkeypatch, redis_url=redis_url, artifacts_dir=str(artifacts_dir), **SETTINGS
+    )
 
 
 class PublishLog:

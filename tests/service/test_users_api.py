@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.service.svc_helpers import PARTITIONS, Serve, event, recommended, redis_state
-from veto import keys
+from veto import keys, partitions
 from veto.keys import UserKeys
 
 pytestmark = pytest.mark.anyio
@@ -107,6 +107,7 @@ async def test_erase_deletes_entries_written_before_the_index_the_trainer_has_no
     """Entries of an older service (no per-user index): pending or never delivered ones go,
     an entry the trainer already acked stays (documented limit)."""
     publish_version(1)
+    partitions.check(redis_client, PARTITIONS)  # recorded, as in a running deployment
     uk = UserKeys("ann", PARTITIONS)
     fields = {"event_id": "x", "user_id": "ann", "item_id": "i1", "type": "like"}
     trained = redis_client.xadd(uk.stream, {**fields, "ts": "1.0", "ingest": "1.0"})

@@ -19,9 +19,9 @@ import pytest
 import redis
 
 from tests.faults.test_trainer_crash import PublishLog, assert_consistent, pending, send_events
-from tests.processes import VetoProcess, eventually, veto_env
+from tests.processes import VetoProcess, bootstrapped_env, eventually
 from trainer.learn.checkpoint import Checkpoint
-from trainer.online import bootstrap, main
+from trainer.online import main
 from trainer.online.launch import check_nproc, max_ranks, without_nproc
 from veto import registry
 from veto.artifacts import CHECKPOINT, list_versions, load_version, read_manifest, version_dir
@@ -46,12 +46,9 @@ def ranks_env(
 ) -> dict[str, str]:
     """Version 1 of a 200-item synthetic catalog (bootstrapped in-process); the env of the
     ``veto train`` children."""
-    env = veto_env(redis_url=redis_url, artifacts_dir=str(artifacts_dir), **SETTINGS)
-    for name, value in env.items():
-        if name.startswith("VETO_"):
-            monkeypatch.setenv(name, value)
-    assert bootstrap.main(["--items", "200", "--epochs", "1", "--quiet"]) == 0
-    return env
+    return bootstrapped_env(
+        monkeypatch, redis_url=redis_url, artifacts_dir=str(artifacts_dir), **SETTINGS
+    )
 
 
 def _train(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -418,6 +418,7 @@ def test_the_banner_opens_with_the_console_and_says_the_docs_work_offline() -> N
         items=10,
         api_key="k3y",
         api_key_generated=True,
+        replica_ports=(8123,),
     )
     lines = up._banner(plan, "redis://:secret@127.0.0.1:6379/0").splitlines()
     first = lines[lines.index("Veto is up.") + 1]
