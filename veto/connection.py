@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.cluster import ClusterNode
 
-from veto.redis_url import cluster_address
+from veto.redis_url import ClusterAddress, cluster_address
 from veto.settings import CommonSettings
 
 # Trainer calls read whole histories and streams: a serving-size timeout would cut them off.
@@ -43,41 +43,40 @@ def connect(settings: CommonSettings) -> Client:
 def connect_url(url: str, *, timeout: float = 5.0, decode: bool = True) -> Client:
     """A synchronous client of ``url``, one Redis or a cluster (not yet connected)."""
     address = cluster_address(url)
-    options: dict[str, Any] = {
-        "decode_responses": decode,
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-    }
+    options = {**_timeouts(timeout), "decode_responses": decode}
     if address is None:
         return redis.Redis.from_url(url, **options)
     return redis.RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],  # type: ignore[no-untyped-call]
-        password=address.password,
-        username=address.username,
-        ssl=address.ssl,
-        # A master down leaves the other masters' slots serving (see README, "Redis Cluster").
-        require_full_coverage=False,
+        **_cluster_options(address),
         **options,
     )
+
+
+def _timeouts(timeout: float) -> dict[str, Any]:
+    return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+
+
+def _cluster_options(address: ClusterAddress) -> dict[str, Any]:
+    """What both cluster clients take from the URL, and the coverage rule."""
+    return {
+        "password": address.password,
+        "username": address.username,
+        "ssl": address.ssl,
+        # A master down leaves the other masters' slots serving (README, "Redis Cluster").
+        "require_full_coverage": False,
+    }
 
 
 def connect_async(url: str, *, timeout: float, **options: Any) -> AsyncClient:
     """An asyncio client of ``url`` (str replies); ``options`` go to redis-py as they are."""
     address = cluster_address(url)
-    common: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        **options,
-    }
+    common = {**_timeouts(timeout), "decode_responses": True, **options}
     if address is None:
         return aioredis.Redis.from_url(url, **common)
     client = aioredis.RedisCluster(
         startup_nodes=[AsyncClusterNode(host, port) for host, port in address.nodes],
-        password=address.password,
-        username=address.username,
-        ssl=address.ssl,
-        require_full_coverage=False,
+        **_cluster_options(address),
         **common,
     )
     _parser_asks_any_master(client)

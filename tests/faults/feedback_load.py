@@ -20,6 +20,7 @@ from tests.processes import veto_env
 from tests.version_factory import small_world, write_demo_version
 from veto import keys, registry
 from veto.cli.redis_server import RedisServer
+from veto.connection import connect_url
 from veto.events import EventType, HistoryEntry
 from veto.keys import UserKeys
 
@@ -169,19 +170,30 @@ def durable_setup(tmp_path: Path, *, seed: int, partitions: int, **veto: str) ->
     """Redis with ``appendfsync always`` (every acknowledged write is on disk), version 1
     published, and a ``veto serve`` env keeping every event in the histories."""
     server = RedisServer(data_dir=tmp_path / "redis", appendfsync="always").start()
+    item_ids, env = published_version(
+        tmp_path, server.url, seed=seed, partitions=partitions, **veto
+    )
+    return DurableSetup(server, item_ids, env)
+
+
+def published_version(
+    tmp_path: Path, redis_url: str, *, seed: int, partitions: int, **veto: str
+) -> tuple[list[str], dict[str, str]]:
+    """Version 1 of a 200-item world written under ``tmp_path`` and published on
+    ``redis_url`` (one Redis or a cluster); its item ids and the ``veto serve`` env."""
     world = small_world(n_items=200, seed=seed)
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
     write_demo_version(artifacts, 1, world=world)
-    client = redis.Redis.from_url(server.url)
+    client = connect_url(redis_url)
     registry.publish(client, 1)
     client.close()
     env = veto_env(
-        redis_url=server.url,
+        redis_url=redis_url,
         artifacts_dir=str(artifacts),
         stream_partitions=str(partitions),
         history_len="1000",  # nothing trimmed: every acknowledged event stays checkable
         responsiveness_sample_rate="0",
         **veto,
     )
-    return DurableSetup(server, list(world.item_ids), env)
+    return list(world.item_ids), env

@@ -15,10 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.feedback_load import FeedbackLoad, assert_all_acked_stored, stream_event_ids
-from tests.processes import ServeProcess, eventually, veto_env
-from tests.version_factory import small_world, write_demo_version
-from veto import keys, registry
+from tests.faults.feedback_load import (
+    FeedbackLoad,
+    assert_all_acked_stored,
+    published_version,
+    stream_event_ids,
+)
+from tests.processes import ServeProcess, eventually
+from veto import keys
 from veto.cli.redis_cluster import RedisCluster
 from veto.cli.redis_server import RedisServer
 from veto.connection import connect_url
@@ -42,25 +46,13 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     """Its own durable cluster, version 1 published, and ``veto serve`` ready on it."""
     cluster = RedisCluster(data_dir=tmp_path / "cluster", appendfsync="always").start()
     try:
-        world = small_world(n_items=200, seed=9)
-        artifacts = tmp_path / "artifacts"
-        artifacts.mkdir()
-        write_demo_version(artifacts, 1, world=world)
-        client = connect_url(cluster.url)
-        registry.publish(client, 1)
-        client.close()
-        env = veto_env(
-            redis_url=cluster.url,
-            artifacts_dir=str(artifacts),
-            stream_partitions=str(PARTITIONS),
-            history_len="1000",  # nothing trimmed: every acknowledged event stays checkable
-            responsiveness_sample_rate="0",
-            redis_timeout_seconds="0.5",
+        item_ids, env = published_version(
+            tmp_path, cluster.url, seed=9, partitions=PARTITIONS, redis_timeout_seconds="0.5"
         )
         serve = ServeProcess(env=env, log_path=tmp_path / "serve.log").start()
         try:
             serve.wait_ready()
-            yield Stack(cluster, serve, list(world.item_ids))
+            yield Stack(cluster, serve, item_ids)
         finally:
             serve.stop()
     finally:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import BOTH
 from veto import keys, partitions
-from veto.connection import Client, connect_url
+from veto.connection import Client
 from veto.errors import ConfigError
 
 pytestmark = pytest.mark.parametrize("redis_backend", BOTH, indirect=True)
@@ -49,4 +49,3 @@ def test_the_service_check_agrees(redis_url: str, redis_client: Client) -> None:
 
     asyncio.run(run())
     assert redis_client.get(keys.PARTITIONS) == "4"
-    assert connect_url(redis_url).get(keys.PARTITIONS) == "4"
